@@ -1,0 +1,1 @@
+"""sslcore built-in components, registered through the same hooks as any plugin."""

@@ -1,0 +1,1 @@
+"""Data: dataset sources and view transforms."""

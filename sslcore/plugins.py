@@ -1,0 +1,191 @@
+"""The plugin manager: built-in components and installed plugins, loaded through the same hooks.
+
+Environment:
+- ``SSLCORE_DISABLE_PLUGIN_AUTOLOAD=1`` skips plugins installed through the ``sslcore`` entry-point group.
+- ``SSLCORE_BLOCK_PLUGINS=a,b`` blocks plugins by entry-point (or built-in) name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import inspect
+import os
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+import attrs
+import pluggy
+
+from sslcore import hookspecs
+from sslcore.errors import SslcoreError
+from sslcore.recipes_registry import RecipeRegistry
+from sslcore.registry import KINDS, Provider, Registries
+
+GROUP = "sslcore"
+AUTOLOAD_ENV = "SSLCORE_DISABLE_PLUGIN_AUTOLOAD"
+BLOCK_ENV = "SSLCORE_BLOCK_PLUGINS"
+
+#: Modules of the built-in components, registered like any plugin (name -> module path).
+BUILTIN_PLUGINS: dict[str, str] = {
+    "sslcore.backbones": "sslcore.components.backbones",
+    "sslcore.heads": "sslcore.components.heads",
+    "sslcore.key_stores": "sslcore.components.key_stores",
+    "sslcore.target_updaters": "sslcore.components.target_updaters",
+    "sslcore.losses": "sslcore.components.losses",
+    "sslcore.datasets": "sslcore.data.sources",
+    "sslcore.transforms": "sslcore.data.views",
+    "sslcore.evaluators": "sslcore.evaluation.registration",
+    "sslcore.recipes": "sslcore.builtin_recipes",
+}
+
+#: The registration hook of each component kind.
+REGISTER_HOOKS: dict[str, str] = {
+    "backbone": "sslcore_register_backbones",
+    "head": "sslcore_register_heads",
+    "key_store": "sslcore_register_key_stores",
+    "target_updater": "sslcore_register_target_updaters",
+    "loss": "sslcore_register_losses",
+    "method": "sslcore_register_methods",
+    "dataset": "sslcore_register_datasets",
+    "transform": "sslcore_register_transforms",
+    "evaluator": "sslcore_register_evaluators",
+}
+assert set(REGISTER_HOOKS) == set(KINDS)
+
+
+class _StrictPluginManager(pluggy.PluginManager):
+    """Rejects functions named like hooks that lack ``@hookimpl`` (they would otherwise be ignored)."""
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name.startswith("sslcore_") and inspect.isfunction(getattr(plugin, name, None)):
+            raise pluggy.PluginValidationError(plugin, f"function {name} is not marked with @sslcore.hookimpl")
+        return opts
+
+
+@attrs.define
+class PluginInfo:
+    """One registered plugin, for `sslcore plugins`."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    hooks: list[str]
+
+
+class PluginHost:
+    """A plugin manager plus the registries its plugins filled. Create one per run (no globals)."""
+
+    def __init__(
+        self,
+        *,
+        autoload: bool | None = None,
+        extra_plugins: Iterable[tuple[str, ModuleType | object]] = (),
+    ) -> None:
+        self.pm = _StrictPluginManager(GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self._dists: dict[str, importlib.metadata.Distribution] = {}
+        blocked = [name.strip() for name in os.environ.get(BLOCK_ENV, "").split(",") if name.strip()]
+        for name in blocked:
+            self.pm.set_blocked(name)
+        for name, module_path in BUILTIN_PLUGINS.items():
+            self._register(importlib.import_module(module_path), name)
+        if autoload is None:
+            autoload = os.environ.get(AUTOLOAD_ENV, "") in ("", "0")
+        if autoload:
+            self._load_entry_points()
+        for name, plugin in extra_plugins:
+            self._register(plugin, name)
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as error:
+            raise self._invalid(error) from None
+        self.registries = Registries()
+        self.recipes = RecipeRegistry()
+        self._fill_registries()
+
+    def _register(self, plugin: object, name: str) -> None:
+        if self.pm.is_blocked(name):
+            return
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as error:
+            raise self._invalid(error) from None
+
+    def _invalid(self, error: pluggy.PluginValidationError) -> SslcoreError:
+        name = self.pm.get_name(error.plugin) or getattr(error.plugin, "__name__", repr(error.plugin))
+        message = str(error)
+        if "unknown hook" in message:
+            hook = message.split("'")[1] if "'" in message else message
+            return SslcoreError(
+                f"plugin {self._describe(name)} implements unknown hook '{hook}'",
+                hint=f"check the spelling against `sslcore plugins` (hooks: {', '.join(self.hook_names())})",
+            )
+        return SslcoreError(f"plugin {self._describe(name)} is invalid: {message}", hint="fix the plugin")
+
+    def _describe(self, name: str) -> str:
+        dist = self._dists.get(name)
+        return f"'{name}' (distribution {dist.metadata['Name']} {dist.version})" if dist else f"'{name}'"
+
+    def _load_entry_points(self) -> None:
+        for entry_point in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda ep: ep.name):
+            if self.pm.is_blocked(entry_point.name) or self.pm.has_plugin(entry_point.name):
+                continue
+            dist = entry_point.dist
+            if dist is not None:
+                self._dists[entry_point.name] = dist
+            try:
+                plugin = entry_point.load()
+            except Exception as error:  # any import failure of third-party code is the plugin's fault
+                raise SslcoreError(
+                    f"plugin {self._describe(entry_point.name)} failed to import: {type(error).__name__}: {error}",
+                    hint=f"fix or uninstall it, or skip it with {BLOCK_ENV}={entry_point.name}",
+                ) from None
+            self._register(plugin, entry_point.name)
+
+    def provider(self, plugin_name: str) -> Provider:
+        dist = self._dists.get(plugin_name)
+        if dist is not None:
+            return Provider(dist.metadata["Name"], dist.version)
+        if plugin_name.startswith("sslcore."):
+            return Provider("sslcore", _own_version())
+        return Provider(plugin_name)
+
+    def _fill_registries(self) -> None:
+        targets = [(self.registries[kind], hook) for kind, hook in REGISTER_HOOKS.items()]
+        targets.append((self.recipes, "sslcore_register_recipes"))
+        for registry, hook_name in targets:
+            hook = getattr(self.pm.hook, hook_name)
+            for impl in reversed(hook.get_hookimpls()):  # registration order: built-ins first
+                registry.provider = self.provider(impl.plugin_name)
+                try:
+                    impl.function(**{arg: registry for arg in impl.argnames})
+                except SslcoreError:
+                    raise
+                except Exception as error:
+                    raise SslcoreError(
+                        f"plugin {self._describe(impl.plugin_name)} failed in {hook_name}: "
+                        f"{type(error).__name__}: {error}",
+                        hint=f"fix or uninstall it, or skip it with {BLOCK_ENV}={impl.plugin_name}",
+                    ) from None
+
+    def hook_names(self) -> list[str]:
+        return sorted(name for name in dir(hookspecs) if name.startswith("sslcore_"))
+
+    def plugins(self) -> list[PluginInfo]:
+        infos = []
+        for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda item: item[0]):
+            provider = self.provider(name)
+            hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+            dist = self._dists.get(name)
+            infos.append(PluginInfo(name, dist.metadata["Name"] if dist else "sslcore", provider.version, hooks))
+        return infos
+
+
+def _own_version() -> str | None:
+    try:
+        return importlib.metadata.version("sslcore")
+    except importlib.metadata.PackageNotFoundError:
+        return None
