@@ -1,0 +1,113 @@
+"""The ``sslcore`` command: run, check, list, plugins, recipes, eval, export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.text import Text
+
+from sslcore.config import config_fields
+from sslcore.console import exit_on_user_error, out
+from sslcore.errors import SslcoreError, did_you_mean
+from sslcore.plugins import PluginHost
+from sslcore.registry import KINDS
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage mistakes as one-line :class:`SslcoreError`s (exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise SslcoreError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sslcore", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="train from a recipe (path or shipped recipe name)")
+    run.add_argument("recipe")
+    run.add_argument("overrides", nargs="*", metavar="table.key=value")
+
+    check = commands.add_parser("check", help="validate a recipe and print it fully resolved")
+    check.add_argument("recipe")
+    check.add_argument("overrides", nargs="*", metavar="table.key=value")
+
+    listing = commands.add_parser("list", help="registered components by kind, with their providers")
+    listing.add_argument("kind", nargs="?", help=f"one of: {', '.join(KINDS)}")
+    listing.add_argument("--fields", action="store_true", help="also show each component's config fields")
+
+    commands.add_parser("plugins", help="installed plugins with their versions and hooks")
+    commands.add_parser("recipes", help="recipes shipped by sslcore and its plugins")
+
+    evaluate = commands.add_parser("eval", help="evaluate a run's backbone")
+    evaluate.add_argument("protocol", choices=["knn", "linear"])
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("overrides", nargs="*", metavar="eval.key=value")
+
+    export = commands.add_parser("export", help="write a run's backbone as timm-loadable safetensors")
+    export.add_argument("run_dir")
+    export.add_argument("output")
+    return parser
+
+
+def cmd_list(host: PluginHost, kind: str | None, fields: bool) -> None:
+    if kind is not None and kind not in KINDS:
+        raise SslcoreError(f"unknown component kind '{kind}'", hint=did_you_mean(kind, KINDS))
+    for registry in host.registries:
+        if kind is not None and registry.kind != kind:
+            continue
+        out.print(Text(f"{registry.kind}:", style="bold"))
+        for entry in registry:
+            out.print(Text.assemble(f"  {entry.name:<24}", (f"{entry.provider}", "cyan"), f"  {entry.description}"))
+            if fields:
+                for name, type_name, default in config_fields(entry.config):
+                    out.print(Text(f"      {name}: {type_name} = {default!r}"))
+
+
+def cmd_plugins(host: PluginHost) -> None:
+    for info in host.plugins():
+        version = f" {info.version}" if info.version else ""
+        out.print(Text.assemble((info.name, "bold"), f"  ({info.distribution}{version})  ", ", ".join(info.hooks)))
+
+
+def cmd_recipes(host: PluginHost) -> None:
+    for entry in host.recipes:
+        out.print(Text.assemble(f"{entry.name:<28}", (str(entry.provider), "cyan"), f"  {entry.path}"))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        args = build_parser().parse_args(argv)
+        host = PluginHost()
+        if args.command == "run":
+            from sslcore.engine.trainer import train_from_recipe
+
+            train_from_recipe(args.recipe, args.overrides, host=host)
+        elif args.command == "check":
+            from sslcore.recipe import resolve
+
+            out.print(Text(resolve(args.recipe, host, args.overrides).to_toml()))
+        elif args.command == "list":
+            cmd_list(host, args.kind, args.fields)
+        elif args.command == "plugins":
+            cmd_plugins(host)
+        elif args.command == "recipes":
+            cmd_recipes(host)
+        elif args.command == "eval":
+            from sslcore.evaluation.offline import evaluate_run
+
+            evaluate_run(args.run_dir, args.protocol, args.overrides, host=host)
+        elif args.command == "export":
+            from sslcore.export import export_run
+
+            export_run(args.run_dir, args.output)
+    except SslcoreError as error:
+        exit_on_user_error(error)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

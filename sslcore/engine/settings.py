@@ -1,0 +1,93 @@
+"""Engine-owned recipe tables: ``[run]``, ``[optimizer]`` and ``[schedule]``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+from attrs import validators as v
+
+
+@attrs.frozen(kw_only=True)
+class RunSettings:
+    """``[run]``: how long, how big, where to write, how to checkpoint.
+
+    ``batch_size`` is the GLOBAL batch, as papers state it; each of N processes gets batch_size / N.
+    ``epochs`` sets the length in passes over the training set; ``steps`` caps it in optimizer steps
+    (give either or both). ``resume`` is ``auto`` (latest checkpoint in the run directory, if any),
+    ``never``, or a checkpoint path.
+    """
+
+    name: str = "run"
+    output_dir: str = "runs"
+    seed: int = 0
+    deterministic: bool = False
+    epochs: int | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
+    steps: int | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
+    batch_size: int = attrs.field(validator=v.gt(0))
+    num_workers: int = attrs.field(default=2, validator=v.ge(0))
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    log_every: int = attrs.field(default=10, validator=v.gt(0))
+    checkpoint_every: int = attrs.field(default=0, validator=v.ge(0))
+    keep_checkpoints: int = attrs.field(default=2, validator=v.gt(0))
+    eval_every: int = attrs.field(default=0, validator=v.ge(0))
+    resume: str = "auto"
+    grad_clip: float | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
+    sync_batchnorm: bool = True
+    trackers: tuple[str, ...] = ()
+    progress: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if self.epochs is None and self.steps is None:
+            raise ValueError("give epochs or steps (or both: steps caps the run)")
+
+
+@attrs.frozen(kw_only=True)
+class OptimizerSettings:
+    """``[optimizer]``: the optimizer and its learning-rate rule.
+
+    The learning rate is ``base_lr * batch_size / reference_batch`` (``lr_scaling = "linear"``, Goyal et al.),
+    ``base_lr * sqrt(batch_size / reference_batch)`` (``"sqrt"``) or ``base_lr`` (``"none"``).
+    Biases and normalisation parameters (1-D tensors) are excluded from weight decay and from LARS
+    adaptation when ``exclude_bias_and_norm`` is set. Parameters whose name starts with one of
+    ``fixed_lr_prefixes`` keep the initial learning rate (SimSiam's predictor, sec. 4.4).
+    """
+
+    kind: Literal["sgd", "adamw", "lars"]
+    base_lr: float = attrs.field(validator=v.gt(0))
+    lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
+    reference_batch: int = attrs.field(default=256, validator=v.gt(0))
+    weight_decay: float = attrs.field(default=0.0, validator=v.ge(0))
+    momentum: float = attrs.field(default=0.9, validator=[v.ge(0), v.lt(1)])
+    nesterov: bool = False
+    betas: tuple[float, ...] = (0.9, 0.999)
+    eps: float = attrs.field(default=1e-8, validator=v.gt(0))
+    trust_coefficient: float = attrs.field(default=0.001, validator=v.gt(0))
+    exclude_bias_and_norm: bool = True
+    fixed_lr_prefixes: tuple[str, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.betas) != 2:
+            raise ValueError(f"betas must have 2 values, got {len(self.betas)}")
+
+    def lr(self, batch_size: int) -> float:
+        ratio = batch_size / self.reference_batch
+        return {"linear": self.base_lr * ratio, "sqrt": self.base_lr * ratio**0.5, "none": self.base_lr}[
+            self.lr_scaling
+        ]
+
+
+@attrs.frozen(kw_only=True)
+class ScheduleSettings:
+    """``[schedule]``: per-step learning-rate (and optionally weight-decay) schedule.
+
+    Linear warm-up from ``warmup_start_ratio * lr`` over ``warmup_epochs``, then cosine decay to
+    ``final_lr_ratio * lr`` (``kind = "cosine"``) or constant. ``weight_decay_end`` (DINO) moves the weight
+    decay from the optimizer's value to this one along a cosine.
+    """
+
+    kind: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: float = attrs.field(default=0.0, validator=v.ge(0))
+    warmup_start_ratio: float = attrs.field(default=0.0, validator=v.ge(0))
+    final_lr_ratio: float = attrs.field(default=0.0, validator=v.ge(0))
+    weight_decay_end: float | None = attrs.field(default=None, validator=v.optional(v.ge(0)))

@@ -1,0 +1,206 @@
+"""Recipes: TOML files naming a combination of components, resolved strictly against the registries."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from sslcore import tomlwrite
+from sslcore.config import structure, unstructure
+from sslcore.engine.settings import OptimizerSettings, RunSettings, ScheduleSettings
+from sslcore.errors import SslcoreError, did_you_mean
+from sslcore.plugins import PluginHost
+from sslcore.registry import Entry
+
+#: Top-level tables holding one component: table name -> component kind.
+COMPONENT_TABLES: dict[str, str] = {
+    "data": "dataset",
+    "views": "transform",
+    "backbone": "backbone",
+    "method": "method",
+    "key_store": "key_store",
+    "target_updater": "target_updater",
+    "loss": "loss",
+    "eval": "evaluator",
+}
+#: Top-level tables holding named components of one kind: ``[heads.projector]``, ``[heads.predictor]``.
+NAMED_COMPONENT_TABLES: dict[str, str] = {"heads": "head"}
+#: Top-level tables owned by the engine.
+SETTINGS_TABLES: dict[str, type] = {"run": RunSettings, "optimizer": OptimizerSettings, "schedule": ScheduleSettings}
+REQUIRED_TABLES = ("run", "data", "views", "backbone", "method", "optimizer")
+ALL_TABLES = (*SETTINGS_TABLES, *COMPONENT_TABLES, *NAMED_COMPONENT_TABLES)
+#: Method kinds whose plugin ships with this repository (for "how to install" hints).
+INSTALL_HINT = "install the plugin that provides it (e.g. `pip install sslcore-plugin-{name}`), then check `sslcore list {kind}`"
+
+
+@attrs.frozen
+class ComponentSpec:
+    """One resolved component table: which registry entry, with which validated options."""
+
+    table: str
+    entry: Entry
+    config: Any
+    where: str
+
+    @property
+    def kind(self) -> str:
+        return self.entry.name
+
+    def build(self, **runtime: Any) -> Any:
+        """Call the entry's factory; a user mistake it raises is located at this table."""
+        try:
+            return self.entry.build(self.config, **runtime)
+        except SslcoreError as error:
+            raise error.located(f"{self.where} [{self.table}]") from None
+
+
+@attrs.frozen
+class Recipe:
+    """A fully resolved recipe: engine settings and component specs, every value validated."""
+
+    source: str
+    run: RunSettings
+    optimizer: OptimizerSettings
+    schedule: ScheduleSettings
+    components: dict[str, ComponentSpec]
+
+    def get(self, table: str) -> ComponentSpec | None:
+        return self.components.get(table)
+
+    def require(self, table: str, *, needed_by: str) -> ComponentSpec:
+        spec = self.components.get(table)
+        if spec is None:
+            raise SslcoreError(
+                f"{needed_by} needs a [{table}] table", where=self.source, hint=f"add [{table}] with a kind"
+            )
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        document: dict[str, Any] = {name: unstructure(getattr(self, name)) for name in SETTINGS_TABLES}
+        for table, spec in self.components.items():
+            node = document
+            *parents, leaf = table.split(".")
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node[leaf] = {"kind": spec.kind, **unstructure(spec.config)}
+        return document
+
+    def to_toml(self) -> str:
+        return f"# resolved from {self.source}\n" + tomlwrite.dumps(self.to_dict())
+
+
+def locate(recipe: str, host: PluginHost) -> Path:
+    """A recipe argument is a path to a TOML file or the name of a recipe a plugin ships."""
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    entry = host.recipes.get(recipe) or host.recipes.get(path.stem if path.suffix == ".toml" else recipe)
+    if entry is not None and not path.parent.parts:
+        return entry.path
+    raise SslcoreError(
+        f"recipe '{recipe}' is neither a file nor a known recipe name",
+        hint=did_you_mean(path.stem, host.recipes.names()) + "; `sslcore recipes` lists them",
+    )
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise SslcoreError(f"malformed TOML: {error}", where=str(path), hint="fix the syntax") from None
+    except OSError as error:
+        raise SslcoreError(f"cannot read recipe: {error.strerror}", where=str(path)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (["a", "b"], value); the value is parsed as TOML, a bare word is a string."""
+    key, sep, raw = text.partition("=")
+    keys = key.strip().split(".")
+    if not sep or not all(part.strip() for part in keys):
+        raise SslcoreError(
+            f"override '{text}' is not of the form table.key=value", hint="e.g. run.steps=100 or backbone.name=resnet18"
+        )
+    try:
+        value = tomllib.loads(f"value = {raw.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return [part.strip() for part in keys], value
+
+
+def apply_overrides(document: dict[str, Any], overrides: Sequence[str], where: str) -> None:
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = document
+        for depth, key in enumerate(keys[:-1]):
+            child = node.get(key)
+            if not isinstance(child, dict):
+                table = ".".join(keys[: depth + 1])
+                raise SslcoreError(
+                    f"override '{text}' names table [{table}], which the recipe does not have",
+                    where=where,
+                    hint=f"add [{table}] to the recipe, or check the spelling",
+                )
+            node = child
+        node[keys[-1]] = value
+
+
+def resolve(recipe: str, host: PluginHost, overrides: Sequence[str] = ()) -> Recipe:
+    """Read, override and validate a recipe. Every mistake is an :class:`SslcoreError` naming file and path."""
+    path = locate(recipe, host)
+    where = str(path)
+    document = read_toml(path)
+    apply_overrides(document, overrides, where)
+    for table in document:
+        if table not in ALL_TABLES:
+            raise SslcoreError(f"unknown table [{table}]", where=where, hint=did_you_mean(table, ALL_TABLES))
+    for table in REQUIRED_TABLES:
+        if table not in document:
+            raise SslcoreError(f"missing table [{table}]", where=where, hint=f"every recipe needs [{table}]")
+    settings = {name: structure(document.get(name, {}), cls, where=where, path=name) for name, cls in SETTINGS_TABLES.items()}
+    components: dict[str, ComponentSpec] = {}
+    for table, kind in COMPONENT_TABLES.items():
+        if table in document:
+            components[table] = _component(document[table], kind, table, where, host)
+    for group, kind in NAMED_COMPONENT_TABLES.items():
+        named = document.get(group, {})
+        if not isinstance(named, dict):
+            raise SslcoreError(f"[{group}] must hold tables such as [{group}.projector]", where=f"{where} [{group}]")
+        for name, table in named.items():
+            components[f"{group}.{name}"] = _component(table, kind, f"{group}.{name}", where, host)
+    return Recipe(source=where, components=components, **settings)
+
+
+def _component(table: Any, kind: str, path: str, where: str, host: PluginHost) -> ComponentSpec:
+    if not isinstance(table, dict):
+        raise SslcoreError(f"expected a table with a 'kind', got {table!r}", where=f"{where} [{path}]")
+    options = dict(table)
+    name = options.pop("kind", None)
+    if name is None:
+        raise SslcoreError(
+            f"missing 'kind'", where=f"{where} [{path}]", hint=f"name a {kind}: `sslcore list {kind}` shows them"
+        )
+    if not isinstance(name, str):
+        raise SslcoreError(f"'kind' must be a string, got {name!r}", where=f"{where} [{path}.kind]")
+    registry = host.registries[kind]
+    if name not in registry:
+        hint = did_you_mean(name, registry.names())
+        if kind == "method":
+            hint += "; " + INSTALL_HINT.format(name=name, kind=kind)
+        raise SslcoreError(f"unknown {kind} '{name}'", where=f"{where} [{path}.kind]", hint=hint)
+    entry = registry.get(name)
+    return ComponentSpec(path, entry, structure(options, entry.config, where=where, path=path), where)
+
+
+def write_resolved(recipe: Recipe, run_dir: Path) -> Path:
+    """Write the resolved recipe as ``recipe.toml`` in the run directory (atomically)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target = run_dir / "recipe.toml"
+    partial = target.with_suffix(".toml.partial")
+    partial.write_text(recipe.to_toml())
+    partial.replace(target)
+    return target
