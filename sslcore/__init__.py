@@ -4,6 +4,19 @@ import pluggy
 
 hookimpl = pluggy.HookimplMarker("sslcore")
 
+from sslcore.components.key_stores.base import KeyStore  # noqa: E402
+from sslcore.components.target_updaters import TargetUpdater  # noqa: E402
 from sslcore.errors import SslcoreError  # noqa: E402
+from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo  # noqa: E402
 
-__all__ = ["SslcoreError", "hookimpl"]
+__all__ = [
+    "Batch",
+    "KeyStore",
+    "Method",
+    "MethodOutput",
+    "MethodParts",
+    "SslcoreError",
+    "StepInfo",
+    "TargetUpdater",
+    "hookimpl",
+]
