@@ -152,9 +152,13 @@ def apply_overrides(document: dict[str, Any], overrides: Sequence[str], where: s
 def resolve(recipe: str, host: PluginHost, overrides: Sequence[str] = ()) -> Recipe:
     """Read, override and validate a recipe. Every mistake is an :class:`SslcoreError` naming file and path."""
     path = locate(recipe, host)
-    where = str(path)
     document = read_toml(path)
-    apply_overrides(document, overrides, where)
+    apply_overrides(document, overrides, str(path))
+    return resolve_document(document, str(path), host)
+
+
+def resolve_document(document: dict[str, Any], where: str, host: PluginHost) -> Recipe:
+    """Validate an already-read recipe document; ``where`` names its file in errors."""
     for table in document:
         if table not in ALL_TABLES:
             raise SslcoreError(f"unknown table [{table}]", where=where, hint=did_you_mean(table, ALL_TABLES))

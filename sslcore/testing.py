@@ -42,3 +42,34 @@ def run_distributed(fn: Callable[..., Any], *args: Any, world_size: int = 2) -> 
         )
         results = [torch.load(os.path.join(out_dir, f"{r}.pt"), weights_only=False) for r in range(world_size)]
     return results
+
+
+def build_method(
+    document: dict[str, Any],
+    *,
+    host: Any = None,
+    num_samples: int = 64,
+    total_steps: int = 10,
+    steps_per_epoch: int = 5,
+) -> Any:
+    """Build the method a recipe document names (tables as dicts), for tests of a method's training step.
+
+    ``document`` needs at least ``[method]`` and ``[backbone]`` plus whatever tables the method uses; the engine
+    tables ``[run]``, ``[data]``, ``[views]`` and ``[optimizer]`` get harmless defaults when absent.
+    """
+    from sslcore.method import MethodParts
+    from sslcore.plugins import PluginHost
+    from sslcore.recipe import resolve_document
+
+    defaults = {
+        "run": {"batch_size": 8, "steps": total_steps},
+        "data": {"kind": "digits"},
+        "views": {"kind": "eval"},
+        "optimizer": {"kind": "sgd", "base_lr": 0.1},
+    }
+    host = host or PluginHost()
+    recipe = resolve_document({**defaults, **document}, "<test recipe>", host)
+    parts = MethodParts(recipe, num_samples=num_samples, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    method = recipe.components["method"].build(parts=parts)
+    parts.check_all_used()
+    return method

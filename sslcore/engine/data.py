@@ -1,0 +1,89 @@
+"""Training data for the engine: an epoch-aware sampler and per-sample seeded view generation.
+
+Each sample's augmentation is seeded by (run seed, epoch, index), so the views of a sample do not depend on the
+number of processes or workers, nor on whether the run was interrupted and resumed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields ``(epoch, index)``: a permutation seeded by ``seed + epoch`` (or the identity when not shuffling)."""
+
+    def __init__(self, num_samples: int, seed: int, shuffle: bool = True) -> None:
+        self.num_samples = num_samples
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            order = torch.randperm(self.num_samples, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.num_samples)
+        return iter((self.epoch, index) for index in order.tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % (2**63 - 1)
+
+
+@contextmanager
+def seeded_rng(seed: int) -> Iterator[None]:
+    """Seed torch's and Python's global RNGs for the block, restoring them afterwards."""
+    python_state = random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+
+
+class TrainingViews(Dataset):
+    """Turns dataset rows into ``{"views", "index", "label"}`` with the view transform, seeded per sample."""
+
+    def __init__(self, dataset: Any, transform: Callable[[Any], list[torch.Tensor]], seed: int) -> None:
+        self.dataset = dataset
+        self.transform = transform
+        self.seed = seed
+        self.has_labels = "label" in dataset.column_names
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        epoch, index = key
+        row = self.dataset[index]
+        with seeded_rng(sample_seed(self.seed, epoch, index)):
+            views = self.transform(row["image"])
+        item = {"views": views, "index": index}
+        if self.has_labels:
+            item["label"] = row["label"]
+        return item
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack views position-wise (views of different sizes stay separate tensors), indices and labels."""
+    batch = {
+        "views": [torch.stack(group) for group in zip(*(item["views"] for item in items))],
+        "index": torch.tensor([item["index"] for item in items], dtype=torch.long),
+    }
+    if "label" in items[0]:
+        batch["label"] = torch.tensor([item["label"] for item in items], dtype=torch.long)
+    return batch

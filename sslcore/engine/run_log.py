@@ -1,0 +1,64 @@
+"""What a run writes besides checkpoints: metrics.jsonl, summary.json and the curves plot."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+class MetricsLog:
+    """Appends one JSON object per logged step to ``metrics.jsonl``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records newer than ``step`` (a resumed run re-logs the steps after its checkpoint)."""
+        if not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        _atomic_write(self.path, "".join(line + "\n" for line in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    _atomic_write(path, json.dumps(summary, indent=2) + "\n")
+
+
+def plot_curves(records: list[dict[str, Any]], path: Path) -> None:
+    """Loss (and kNN accuracy where measured) against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    losses = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    knn = [(r["step"], r["knn_top1"]) for r in records if "knn_top1" in r]
+    figure, loss_axis = plt.subplots(figsize=(7, 4))
+    if losses:
+        loss_axis.plot(*zip(*losses), color="tab:blue", label="loss")
+    loss_axis.set_xlabel("step")
+    loss_axis.set_ylabel("loss", color="tab:blue")
+    if knn:
+        knn_axis = loss_axis.twinx()
+        knn_axis.plot(*zip(*knn), "o-", color="tab:orange", label="kNN top-1")
+        knn_axis.set_ylabel("kNN top-1 (%)", color="tab:orange")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,311 @@
+"""The training loop on HuggingFace Accelerate: one process, several GPUs, several machines or TPU."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader
+
+from sslcore.console import out
+from sslcore.engine import checkpoint
+from sslcore.engine.data import EpochSampler, TrainingViews, collate
+from sslcore.engine.optim import StepSchedule, build_optimizer
+from sslcore.engine.run_log import MetricsLog, plot_curves, write_summary
+from sslcore.errors import SslcoreError
+from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo
+from sslcore.plugins import PluginHost
+from sslcore.recipe import Recipe, resolve, write_resolved
+
+TRAIN_SPLIT = "train"
+EVAL_SPLIT = "test"
+
+
+class TrainingState:
+    """The loop's own counters, saved with every checkpoint."""
+
+    def __init__(self) -> None:
+        self.step = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.step = int(state["step"])
+
+
+class StopRequest:
+    """Turns SIGTERM / SIGINT into a flag checked between steps, so the run can save and exit cleanly."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.signal = signum
+
+    def __exit__(self, *_exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Interrupted(Exception):
+    """Raised after a signal-triggered checkpoint; carries the exit code."""
+
+    def __init__(self, signum: int, step: int) -> None:
+        self.exit_code = 128 + signum
+        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint saved, "
+                         "run the same command again to resume")
+
+
+class Trainer:
+    """Builds everything a recipe names and runs it to the end, resuming where a previous run stopped."""
+
+    def __init__(self, recipe: Recipe, host: PluginHost, accelerator: Accelerator | None = None) -> None:
+        self.recipe = recipe
+        run = recipe.run
+        self.run_dir = Path(run.output_dir) / run.name
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision=run.mixed_precision,
+            kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
+            log_with=list(run.trackers) or None,
+            project_dir=str(self.run_dir),
+        )
+        set_seed(run.seed, deterministic=run.deterministic)
+        world = self.accelerator.num_processes
+        if run.batch_size % world:
+            raise SslcoreError(
+                f"run.batch_size = {run.batch_size} does not divide over {world} processes",
+                where=recipe.source,
+                hint=f"use a multiple of {world}",
+            )
+        self.local_batch = run.batch_size // world
+        data = recipe.require("data", needed_by="training")
+        self.train_data = data.build(split=TRAIN_SPLIT)
+        self.steps_per_epoch = len(self.train_data) // run.batch_size
+        if self.steps_per_epoch == 0:
+            raise SslcoreError(
+                f"the training set has {len(self.train_data)} samples, fewer than one batch of {run.batch_size}",
+                where=f"{recipe.source} [run.batch_size]",
+                hint="lower run.batch_size or use more data",
+            )
+        by_epochs = run.epochs * self.steps_per_epoch if run.epochs is not None else None
+        self.total_steps = min(s for s in (by_epochs, run.steps) if s is not None)
+
+        parts = MethodParts(recipe, num_samples=len(self.train_data), total_steps=self.total_steps,
+                            steps_per_epoch=self.steps_per_epoch)
+        method = recipe.components["method"].build(parts=parts)
+        parts.check_all_used()
+        if not isinstance(method, Method):
+            raise SslcoreError(f"method '{recipe.components['method'].kind}' did not build an sslcore.Method")
+        if world > 1 and run.sync_batchnorm:
+            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        optimizer = build_optimizer(method, recipe.optimizer, run.batch_size)
+        self.schedule = StepSchedule(recipe.schedule, self.total_steps, self.steps_per_epoch)
+
+        self.sampler = EpochSampler(self.steps_per_epoch * run.batch_size, seed=run.seed)
+        views = TrainingViews(self.train_data, recipe.require("views", needed_by="training").build(), seed=run.seed)
+        loader = DataLoader(
+            views,
+            batch_size=self.local_batch,
+            sampler=self.sampler,
+            num_workers=run.num_workers,
+            collate_fn=collate,
+            drop_last=True,
+            pin_memory=self.accelerator.device.type == "cuda",
+            persistent_workers=run.num_workers > 0,
+        )
+        self.model, self.optimizer, self.loader = self.accelerator.prepare(method, optimizer, loader)
+        self.method: Method = self.accelerator.unwrap_model(self.model)
+        self.state = TrainingState()
+        self.accelerator.register_for_checkpointing(self.state)
+        self.evaluator = recipe.components["eval"].build() if "eval" in recipe.components else None
+        self._eval_data: Any = None
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+
+    # -- evaluation --------------------------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        """Run the recipe's evaluator on the online backbone (main process; the others wait)."""
+        if self.evaluator is None:
+            return {}
+        results: dict[str, float] = {}
+        if self.accelerator.is_main_process:
+            was_training = self.method.training
+            if self._eval_data is None:
+                self._eval_data = self.recipe.components["data"].build(split=EVAL_SPLIT)
+            results = self.evaluator.evaluate(
+                self.method.backbone, self.train_data, self._eval_data, self.accelerator.device
+            )
+            self.method.train(was_training)
+        self.accelerator.wait_for_everyone()
+        return results
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        acc = self.accelerator
+        run = self.recipe.run
+        if acc.is_main_process:
+            write_resolved(self.recipe, self.run_dir)
+        resume_from = checkpoint.resolve_resume(self.run_dir, run.resume)
+        initial: dict[str, float] = {}
+        if resume_from is not None:
+            acc.load_state(str(resume_from))
+            if acc.is_main_process:
+                self.metrics.truncate_after(self.state.step)
+                initial = _initial_evaluation(self.metrics.read())
+            out.print(f"resumed from {resume_from} at step {self.state.step}") if acc.is_main_process else None
+        else:
+            if acc.is_main_process:
+                self.metrics.truncate_after(-1)
+            initial = {f"{k}_init": v for k, v in self.evaluate().items()}
+            if initial and acc.is_main_process:
+                self.metrics.write({"step": 0, **initial, **{k.removesuffix("_init"): v for k, v in initial.items()}})
+                out.print("before training: " + _format(initial))
+        acc.init_trackers(run.name, config=self.recipe.to_dict())
+        started = time.perf_counter()
+        images = 0
+        last_loss = float("nan")
+        with StopRequest() as stop, _progress(acc.is_main_process and run.progress) as progress:
+            task = progress.add_task("train", total=self.total_steps, completed=self.state.step, info="")
+            while self.state.step < self.total_steps:
+                epoch, offset = divmod(self.state.step, self.steps_per_epoch)
+                self.loader.set_epoch(epoch)
+                batches = acc.skip_first_batches(self.loader, offset) if offset else self.loader
+                window_start, window_images = time.perf_counter(), 0
+                for raw in batches:
+                    info = StepInfo(self.state.step, self.total_steps, self.steps_per_epoch)
+                    output = self._forward(raw, info)
+                    flags = acc.reduce(
+                        torch.tensor([output.loss.detach().float().item(), float(stop.signal is not None)],
+                                     device=acc.device),
+                        reduction="sum",
+                    )
+                    mean_loss = flags[0].item() / acc.num_processes
+                    if not torch.isfinite(flags[0]):
+                        raise SslcoreError(
+                            f"the loss became non-finite ({mean_loss}) at step {self.state.step + 1}; training stopped",
+                            where=str(self.run_dir),
+                            hint="lower the learning rate or set run.grad_clip; the last checkpoint is kept",
+                        )
+                    self._optimize(output.loss, info)
+                    logs = {k: float(v) for k, v in output.logs.items()}
+                    self.state.step += 1
+                    last_loss = mean_loss
+                    images += run.batch_size
+                    window_images += run.batch_size
+                    step = self.state.step
+                    if step % run.log_every == 0 or step == self.total_steps:
+                        rate = window_images / max(time.perf_counter() - window_start, 1e-9)
+                        window_start, window_images = time.perf_counter(), 0
+                        record = {"step": step, "epoch": epoch, "loss": mean_loss,
+                                  "lr": self.optimizer.param_groups[0]["lr"], "images_per_second": rate, **logs}
+                        if run.eval_every and step % run.eval_every == 0 and step != self.total_steps:
+                            record.update(self.evaluate())
+                        if acc.is_main_process:
+                            self.metrics.write(record)
+                        acc.log(record, step=step)
+                        progress.update(task, info=f"epoch {epoch} loss {mean_loss:.4f} "
+                                                   f"lr {record['lr']:.3g} {rate:.0f} img/s")
+                    progress.update(task, completed=step)
+                    if run.checkpoint_every and step % run.checkpoint_every == 0 and step != self.total_steps:
+                        checkpoint.save_checkpoint(acc, self.run_dir, step, run.keep_checkpoints)
+                    if flags[1].item() > 0:
+                        checkpoint.save_checkpoint(acc, self.run_dir, step, run.keep_checkpoints)
+                        raise Interrupted(stop.signal or signal.SIGTERM, step)
+                    if step >= self.total_steps:
+                        break
+        wall = time.perf_counter() - started
+        checkpoint.save_checkpoint(acc, self.run_dir, self.state.step, run.keep_checkpoints)
+        final = self.evaluate()
+        summary = self._finish(final, initial, last_loss, images, wall)
+        acc.end_training()
+        return summary
+
+    def _forward(self, raw: dict[str, Any], info: StepInfo) -> MethodOutput:
+        batch = Batch(views=raw["views"], index=raw["index"], label=raw.get("label"))
+        with self.accelerator.autocast():
+            return self.model(batch, info)
+
+    def _optimize(self, loss: torch.Tensor, info: StepInfo) -> None:
+        self.schedule.apply(self.optimizer, info.step)
+        self.accelerator.backward(loss)
+        self.method.before_optimizer_step(info)
+        if self.recipe.run.grad_clip is not None:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.recipe.run.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.method.after_optimizer_step(info)
+
+    def _finish(self, final: dict[str, float], initial: dict[str, float], last_loss: float, images: int,
+                wall: float) -> dict[str, Any]:
+        summary: dict[str, Any] = {
+            "steps": self.state.step,
+            "epochs": self.state.step / self.steps_per_epoch,
+            "final_loss": last_loss,
+            "images_per_second": images / wall if wall > 0 else None,
+            "wall_seconds": wall,
+            "processes": self.accelerator.num_processes,
+            "global_batch": self.recipe.run.batch_size,
+            **final,
+            **initial,
+        }
+        if self.accelerator.is_main_process:
+            from sslcore.export import save_backbone
+
+            if final:
+                self.metrics.write({"step": self.state.step, **final})
+            write_summary(self.run_dir / "summary.json", summary)
+            plot_curves(self.metrics.read(), self.run_dir / "curves.png")
+            save_backbone(self.method.backbone, self.run_dir / "backbone.safetensors")
+            if final:
+                out.print("after training: " + _format(final) + (f"  (before: {_format(initial)})" if initial else ""))
+            out.print(f"run directory: {self.run_dir}")
+        self.accelerator.wait_for_everyone()
+        return summary
+
+
+def _initial_evaluation(records: list[dict[str, Any]]) -> dict[str, float]:
+    for record in records:
+        found = {k: v for k, v in record.items() if k.endswith("_init")}
+        if found:
+            return found
+    return {}
+
+
+def _format(results: dict[str, float]) -> str:
+    return ", ".join(f"{k.removesuffix('_init')} {v:.2f}%" if "top" in k else f"{k} {v:.4g}" for k, v in results.items())
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("step {task.completed}/{task.total}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        console=out,
+        transient=False,
+    )
+
+
+def train_from_recipe(recipe: str, overrides: Sequence[str] = (), host: PluginHost | None = None) -> dict[str, Any]:
+    """Resolve ``recipe`` with ``overrides`` and train it; returns the summary."""
+    host = host or PluginHost()
+    resolved = resolve(recipe, host, overrides)
+    try:
+        return Trainer(resolved, host).fit()
+    except Interrupted as stopped:
+        out.print(str(stopped))
+        raise SystemExit(stopped.exit_code) from None

@@ -1,0 +1,43 @@
+"""``sslcore eval knn|linear RUN_DIR``: evaluate the exported backbone of a run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from accelerate import PartialState
+
+from sslcore.console import out
+from sslcore.engine.trainer import EVAL_SPLIT, TRAIN_SPLIT
+from sslcore.errors import SslcoreError
+from sslcore.export import BACKBONE_FILE
+from sslcore.plugins import PluginHost
+from sslcore.recipe import apply_overrides, read_toml, resolve_document
+
+
+def evaluate_run(run_dir: str, protocol: str, overrides: Sequence[str], host: PluginHost) -> dict[str, float]:
+    """Rebuild the run's backbone from its resolved recipe, load the exported weights, evaluate, print results."""
+    directory = Path(run_dir)
+    recipe_path, weights = directory / "recipe.toml", directory / BACKBONE_FILE
+    for required in (recipe_path, weights):
+        if not required.is_file():
+            raise SslcoreError(
+                f"'{run_dir}' is not a finished run directory ({required.name} is missing)",
+                hint="give the directory a training run wrote (it holds recipe.toml and backbone.safetensors)",
+            )
+    document = read_toml(recipe_path)
+    if document.get("eval", {}).get("kind") != protocol:
+        document["eval"] = {"kind": protocol}
+    apply_overrides(document, overrides, str(recipe_path))
+    recipe = resolve_document(document, str(recipe_path), host)
+    backbone = recipe.components["backbone"].build()
+    backbone.load_state_dict(load_file(str(weights)))
+    data = recipe.components["data"]
+    results = recipe.components["eval"].build().evaluate(
+        backbone, data.build(split=TRAIN_SPLIT), data.build(split=EVAL_SPLIT), PartialState().device
+    )
+    out.print(json.dumps(results))
+    return results
