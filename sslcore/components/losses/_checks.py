@@ -1,0 +1,26 @@
+"""Shape checks shared by the losses: a wrong shape is a bug in the calling method, reported clearly."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_ndim(name: str, tensor: torch.Tensor, ndim: int, layout: str) -> None:
+    """Raise ``ValueError`` unless ``tensor`` has ``ndim`` dimensions (``layout`` names them, e.g. '(B, D)')."""
+    if tensor.ndim != ndim:
+        raise ValueError(f"{name} must have shape {layout}, got {tuple(tensor.shape)}")
+
+
+def check_same_shape(first: str, a: torch.Tensor, second: str, b: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``a`` and ``b`` have the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(f"{first} and {second} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def check_global(local: int, total: int, offset: int, what: str) -> None:
+    """Raise ``ValueError`` unless rows ``offset .. offset + local`` lie inside a global batch of ``total`` rows."""
+    if offset < 0 or offset + local > total:
+        raise ValueError(
+            f"offset {offset} with {local} local rows does not fit the {total} rows of {what}; "
+            "pass this rank's offset into the gathered batch (rank * local batch size)"
+        )

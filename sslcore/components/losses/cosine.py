@@ -1,0 +1,60 @@
+"""Losses between a prediction and a target without negatives: SimSiam's negative cosine and BYOL's
+normalised MSE. Both stop no gradient themselves: the method passes ``z.detach()`` (SimSiam's stop-grad) or
+a target network's output produced under ``no_grad`` (BYOL)."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sslcore.components.losses._checks import check_ndim, check_same_shape
+
+
+def _cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    check_ndim("p", p, 2, "(B, D)")
+    check_same_shape("p", p, "z", z)
+    return (F.normalize(p, dim=1) * F.normalize(z, dim=1)).sum(dim=1)
+
+
+@attrs.frozen(kw_only=True)
+class NegativeCosineConfig:
+    """The ``negative_cosine`` loss has no options."""
+
+
+class NegativeCosineLoss(nn.Module):
+    """``D(p, z) = -cos(p, z)``, averaged over the batch (SimSiam, Chen and He, 2021, Eq. 1).
+
+    The symmetrised loss ``D(p1, z2)/2 + D(p2, z1)/2`` (Eq. 2) with ``z`` detached is the method's business.
+    """
+
+    def forward(self, p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``p``: predictions ``(B, D)``; ``z``: targets ``(B, D)`` (already detached by the caller)."""
+        return -_cosine(p, z).mean()
+
+
+@attrs.frozen(kw_only=True)
+class NormalizedMSEConfig:
+    """The ``normalized_mse`` loss has no options."""
+
+
+class NormalizedMSELoss(nn.Module):
+    """``||p/|p| - z/|z|||^2 = 2 - 2 cos(p, z)``, averaged over the batch (BYOL, Grill et al., 2020, Eq. 2).
+
+    BYOL's total loss adds the two directions (Eq. 2's L + L~); the method does that.
+    """
+
+    def forward(self, p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``p``: online predictions ``(B, D)``; ``z``: target projections ``(B, D)`` (without gradient)."""
+        return (2 - 2 * _cosine(p, z)).mean()
+
+
+def build_negative_cosine(config: NegativeCosineConfig) -> NegativeCosineLoss:
+    """Negative cosine similarity between prediction and (stop-gradient) target (SimSiam)."""
+    return NegativeCosineLoss()
+
+
+def build_normalized_mse(config: NormalizedMSEConfig) -> NormalizedMSELoss:
+    """Mean squared error between L2-normalised prediction and target, 2 - 2 cos (BYOL)."""
+    return NormalizedMSELoss()

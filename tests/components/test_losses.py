@@ -1,0 +1,366 @@
+"""Each loss against an independent implementation of its paper's formula (explicit loops), values and gradients."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import numpy as np
+import pytest
+import torch
+
+from sslcore.components.losses import (
+    InfoNCEConfig,
+    MoCoV3ContrastiveConfig,
+    NCEConfig,
+    NCELoss,
+    NTXentConfig,
+    NTXentLoss,
+    SupConConfig,
+    SupConLoss,
+    sinkhorn_knopp,
+    soft_cross_entropy,
+    sslcore_register_losses,
+)
+from sslcore.registry import Registry
+
+TOL = dict(rtol=1e-5, atol=1e-6)
+
+
+def leaves(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    return [t.detach().clone().requires_grad_(True) for t in tensors]
+
+
+def value_and_grads(fn, tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    inputs = leaves(*tensors)
+    value = fn(*inputs)
+    value.backward()
+    return value.detach(), [t.grad for t in inputs]
+
+
+def assert_matches_reference(impl, reference, *tensors: torch.Tensor) -> None:
+    """Same value and same gradient w.r.t. every input, to 1e-5."""
+    value, grads = value_and_grads(impl, list(tensors))
+    ref_value, ref_grads = value_and_grads(reference, list(tensors))
+    torch.testing.assert_close(value, ref_value, **TOL)
+    for grad, ref_grad in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(grad, ref_grad, **TOL)
+
+
+def unit(v: torch.Tensor) -> torch.Tensor:
+    return v / torch.sqrt((v * v).sum())
+
+
+def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).sum()
+
+
+@pytest.fixture
+def registry() -> Registry:
+    registry = Registry("loss")
+    sslcore_register_losses(registry)
+    return registry
+
+
+def build(registry: Registry, name: str, **options):
+    entry = registry.get(name)
+    return entry.build(entry.config(**options))
+
+
+# ---------------------------------------------------------------- references written from the papers
+
+
+def infonce_reference(q, k, negatives, t):
+    """MoCo Eq. 1: L_q = -log exp(q.k+/t) / (exp(q.k+/t) + sum_i exp(q.k_i/t))."""
+    losses = []
+    for i in range(q.shape[0]):
+        qi = unit(q[i])
+        negs = negatives if negatives.ndim == 2 else negatives[i]
+        pos = torch.exp(dot(qi, unit(k[i])) / t)
+        den = pos + sum(torch.exp(dot(qi, unit(n)) / t) for n in negs)
+        losses.append(-torch.log(pos / den))
+    return torch.stack(losses).mean()
+
+
+def ntxent_reference(z1, z2, t, anchors_of):
+    """SimCLR Eq. 1 over the interleaved 2N vectors (view 1 of sample k at 2k, view 2 at 2k+1), averaged over
+    the anchors of the samples ``anchors_of``."""
+    z = [unit(v) for pair in zip(z1, z2) for v in pair]
+
+    def ell(i, j):
+        den = sum(torch.exp(dot(z[i], z[k]) / t) for k in range(len(z)) if k != i)
+        return -torch.log(torch.exp(dot(z[i], z[j]) / t) / den)
+
+    losses = [ell(2 * s, 2 * s + 1) + ell(2 * s + 1, 2 * s) for s in anchors_of]
+    return torch.stack(losses).sum() / (2 * len(anchors_of))
+
+
+def mocov3_reference(q, k_all, t, offset):
+    losses = []
+    for i in range(q.shape[0]):
+        qi = unit(q[i])
+        den = sum(torch.exp(dot(qi, unit(k)) / t) for k in k_all)
+        losses.append(-torch.log(torch.exp(dot(qi, unit(k_all[offset + i])) / t) / den))
+    return torch.stack(losses).mean() * 2 * t
+
+
+def supcon_reference(features, labels, all_features, all_labels, offset, t, base_t, queue=None, queue_labels=None):
+    """Khosla et al. Eq. 2 (L^sup_out), loops over anchors; an anchor without positives contributes 0."""
+    contrast = [(unit(all_features[j, w]), int(all_labels[j]), (j, w)) for j in range(len(all_features))
+                for w in range(all_features.shape[1])]
+    if queue is not None:
+        contrast += [(unit(queue[m]), int(queue_labels[m]), ("queue", m)) for m in range(len(queue))]
+    losses = []
+    for b in range(features.shape[0]):
+        for v in range(features.shape[1]):
+            z = unit(features[b, v])
+            others = [(c, label) for c, label, key in contrast if key != (offset + b, v)]
+            den = sum(torch.exp(dot(z, c) / t) for c, _ in others)
+            terms = [torch.log(torch.exp(dot(z, c) / t) / den) for c, label in others if label == int(labels[b])]
+            if terms:
+                losses.append(-(t / base_t) * torch.stack(terms).mean())
+            else:
+                losses.append(torch.zeros((), dtype=features.dtype))
+    return torch.stack(losses).mean()
+
+
+def nce_reference(f, pos, negatives, n, t, z):
+    """InstDisc Eq. 5-6 with P(i|v) = exp(v_i.v/t)/Z, P_n = 1/n, m noise samples per datum, eps as official."""
+    m = negatives.shape[-2]
+    eps = 1e-7
+    total = 0.0
+    for b in range(f.shape[0]):
+        fb = unit(f[b])
+        p = torch.exp(dot(unit(pos[b]), fb) / t) / z
+        total = total + torch.log(p / (p + m / n + eps))
+        negs = negatives if negatives.ndim == 2 else negatives[b]
+        for neg in negs:
+            p = torch.exp(dot(unit(neg), fb) / t) / z
+            total = total + torch.log((m / n) / (p + m / n + eps))
+    return -total / f.shape[0]
+
+
+def sinkhorn_reference(scores: np.ndarray, eps: float, iterations: int) -> np.ndarray:
+    """SwAV Alg. 1 (appendix pseudo-code): Q = diag(u) exp(C^T Z / eps) diag(v) on the polytope with
+    marginals r = 1/K (prototypes) and c = 1/B (samples); returns each sample's assignment (columns to 1)."""
+    q = np.exp(scores.astype(np.float64) / eps).T
+    q /= q.sum()
+    k, b = q.shape
+    r, c = np.full(k, 1 / k), np.full(b, 1 / b)
+    for _ in range(iterations):
+        u = q.sum(axis=1)
+        q *= (r / u)[:, None]
+        q *= (c / q.sum(axis=0))[None, :]
+    return (q / q.sum(axis=0, keepdims=True)).T
+
+
+# ---------------------------------------------------------------- formula tests
+
+
+def test_infonce_matches_moco_equation_with_a_queue_and_with_per_query_negatives(registry):
+    torch.manual_seed(0)
+    q, k = torch.randn(4, 8, dtype=torch.float64), torch.randn(4, 8, dtype=torch.float64)
+    queue = torch.randn(6, 8, dtype=torch.float64)
+    loss = build(registry, "infonce", temperature=0.2)
+    assert_matches_reference(loss, lambda *x: infonce_reference(*x, 0.2), q, k, queue)
+    per_query = torch.randn(4, 5, 8, dtype=torch.float64)
+    assert_matches_reference(loss, lambda *x: infonce_reference(*x, 0.2), q, k, per_query)
+
+
+def test_infonce_default_temperature_is_moco_v1():
+    assert InfoNCEConfig().temperature == 0.07
+
+
+def test_ntxent_matches_simclr_equation(registry):
+    torch.manual_seed(1)
+    z1, z2 = torch.randn(5, 6, dtype=torch.float64), torch.randn(5, 6, dtype=torch.float64)
+    loss = build(registry, "ntxent", temperature=0.5)
+    assert_matches_reference(loss, lambda a, b: ntxent_reference(a, b, 0.5, range(5)), z1, z2)
+
+
+def test_ntxent_local_anchors_against_a_global_batch_use_the_offset():
+    torch.manual_seed(2)
+    all_z1, all_z2 = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
+    loss = NTXentLoss(temperature=0.3)
+    value = loss(all_z1[2:4], all_z2[2:4], all_z1, all_z2, offset=2)
+    torch.testing.assert_close(value, ntxent_reference(all_z1, all_z2, 0.3, [2, 3]), **TOL)
+
+
+def test_ntxent_default_temperature_is_the_official_one():
+    assert NTXentConfig().temperature == 0.1
+
+
+def test_mocov3_matches_algorithm_1(registry):
+    torch.manual_seed(3)
+    q, k_all = torch.randn(3, 5, dtype=torch.float64), torch.randn(7, 5, dtype=torch.float64)
+    loss = build(registry, "mocov3_contrastive", temperature=0.2)
+    assert_matches_reference(
+        lambda a, b: loss(a, b, offset=2), lambda a, b: mocov3_reference(a, b, 0.2, 2), q, k_all
+    )
+    assert MoCoV3ContrastiveConfig().temperature == 1.0
+
+
+def test_negative_cosine_and_normalized_mse_match_simsiam_and_byol(registry):
+    torch.manual_seed(4)
+    p, z = torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
+
+    def neg_cos(a, b):
+        return -torch.stack([dot(unit(a[i]), unit(b[i])) for i in range(len(a))]).mean()
+
+    def norm_mse(a, b):
+        return torch.stack([((unit(a[i]) - unit(b[i])) ** 2).sum() for i in range(len(a))]).mean()
+
+    assert_matches_reference(build(registry, "negative_cosine"), neg_cos, p, z)
+    assert_matches_reference(build(registry, "normalized_mse"), norm_mse, p, z)
+
+
+def test_supcon_matches_equation_2(registry):
+    torch.manual_seed(5)
+    features = torch.randn(6, 2, 5, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0])
+    loss = build(registry, "supcon", temperature=0.2, base_temperature=0.1)
+    assert_matches_reference(
+        lambda f: loss(f, labels), lambda f: supcon_reference(f, labels, f, labels, 0, 0.2, 0.1), features
+    )
+
+
+def test_supcon_local_anchors_global_contrast_and_queue():
+    torch.manual_seed(6)
+    all_features = torch.randn(6, 2, 4, dtype=torch.float64)
+    all_labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    queue, queue_labels = torch.randn(5, 4, dtype=torch.float64), torch.tensor([2, 2, 0, 3, 1])
+    loss = SupConLoss(temperature=0.5, base_temperature=0.5)
+
+    def impl(local, everything, keys):
+        return loss(local, all_labels[3:], everything, all_labels, 3, keys, queue_labels)
+
+    def reference(local, everything, keys):
+        return supcon_reference(local, all_labels[3:], everything, all_labels, 3, 0.5, 0.5, keys, queue_labels)
+
+    assert_matches_reference(impl, reference, all_features[3:], all_features, queue)
+
+
+def test_supcon_anchor_without_positive_counts_as_zero_instead_of_nan():
+    torch.manual_seed(7)
+    features = torch.randn(4, 1, 3, dtype=torch.float64)  # one view: sample 0 and 3 have unique labels
+    labels = torch.tensor([0, 1, 1, 2])
+    loss = SupConLoss(temperature=0.1, base_temperature=0.1)
+    assert_matches_reference(
+        lambda f: loss(f, labels), lambda f: supcon_reference(f, labels, f, labels, 0, 0.1, 0.1), features
+    )
+    value = loss(features, labels)
+    assert torch.isfinite(value)
+    # Only the two anchors of label 1 contribute; the others count in the mean with 0.
+    pair = loss(features[1:3], labels[1:3], features, labels, offset=1)
+    torch.testing.assert_close(value, pair / 2, **TOL)
+
+
+def test_supcon_defaults_follow_the_official_cifar_recipe():
+    config = SupConConfig()
+    assert (config.temperature, config.base_temperature) == (0.1, 0.07)
+
+
+def test_nce_matches_instdisc_equations_and_fixes_z_after_the_first_batch(registry):
+    torch.manual_seed(8)
+    n, t = 1000, 0.1
+    f, pos = torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
+    negatives = torch.randn(4, 5, 6, dtype=torch.float64)
+    loss = build(registry, "nce", temperature=t).double()
+    assert float(loss.normalizer) == 0.0
+
+    # The official estimate: Z = mean over the batch's positives and negatives of exp(v.f/t), times n.
+    scores = [math.exp(float(dot(unit(v), unit(f[b]))) / t) for b in range(4) for v in [pos[b], *negatives[b]]]
+    z = sum(scores) / len(scores) * n
+    assert_matches_reference(
+        lambda *x: loss(*x, num_samples=n), lambda *x: nce_reference(*x, n, t, z), f, pos, negatives
+    )
+    assert float(loss.normalizer) == pytest.approx(z, rel=1e-12)
+
+    # Z stays fixed on later batches, and it travels with the state dict.
+    shared = torch.randn(7, 6, dtype=torch.float64)
+    restored = NCELoss(temperature=t).double()
+    restored.load_state_dict(loss.state_dict())
+    assert "normalizer" in loss.state_dict()
+    assert_matches_reference(
+        lambda *x: restored(*x, num_samples=n), lambda *x: nce_reference(*x, n, t, z), f * 2 + 1, pos, shared
+    )
+    assert float(restored.normalizer) == pytest.approx(z, rel=1e-12)
+    assert NCEConfig().temperature == 0.07
+
+
+def test_soft_cross_entropy_matches_swav_and_dino(registry):
+    torch.manual_seed(9)
+    targets = torch.softmax(torch.randn(4, 7, dtype=torch.float64), dim=1)
+    logits = torch.randn(4, 7, dtype=torch.float64)
+
+    def reference(q, x):
+        total = 0.0
+        for b in range(4):
+            den = sum(torch.exp(x[b, j] / 0.1) for j in range(7))
+            total = total - sum(q[b, k] * torch.log(torch.exp(x[b, k] / 0.1) / den) for k in range(7))
+        return total / 4
+
+    assert_matches_reference(build(registry, "soft_cross_entropy"), reference, targets, logits)
+    assert_matches_reference(lambda q, x: soft_cross_entropy(q, x, 0.1), reference, targets, logits)
+
+
+def test_sinkhorn_matches_the_paper_algorithm_and_its_marginals():
+    torch.manual_seed(10)
+    scores = torch.nn.functional.normalize(torch.randn(12, 5), dim=1)  # cosine scores, as SwAV's
+    codes = sinkhorn_knopp(scores, epsilon=0.05, iterations=3)
+    assert codes.shape == (12, 5) and codes.dtype == torch.float32
+    np.testing.assert_allclose(codes.numpy(), sinkhorn_reference(scores.numpy(), 0.05, 3), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(codes.sum(dim=1), torch.ones(12))  # each sample: a distribution
+    # Converged, every prototype receives an equal share B/K of the samples (equipartition).
+    converged = sinkhorn_knopp(scores, epsilon=0.5, iterations=200)
+    torch.testing.assert_close(converged.sum(dim=0), torch.full((5,), 12 / 5), rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(codes.sum(dim=0), torch.full((5,), 12 / 5), atol=1e-3)  # 3 iterations: not yet
+
+
+def test_sinkhorn_works_in_float32_for_half_inputs():
+    scores = torch.nn.functional.normalize(torch.randn(8, 4), dim=1)
+    torch.testing.assert_close(sinkhorn_knopp(scores.half()), sinkhorn_knopp(scores.half().float()))
+
+
+# ---------------------------------------------------------------- registration, configs, input checks
+
+
+def test_every_loss_is_registered_and_builds_from_its_default_config(registry):
+    assert registry.names() == sorted(
+        ["infonce", "ntxent", "mocov3_contrastive", "negative_cosine", "normalized_mse", "supcon", "nce",
+         "soft_cross_entropy"]
+    )
+    for entry in registry:
+        assert attrs.has(entry.config) and entry.description
+        assert isinstance(entry.build(entry.config()), torch.nn.Module)
+
+
+@pytest.mark.parametrize("name", ["infonce", "ntxent", "mocov3_contrastive", "supcon", "nce", "soft_cross_entropy"])
+def test_temperature_must_be_positive(registry, name):
+    with pytest.raises(ValueError, match="temperature"):
+        registry.get(name).config(temperature=0.0)
+
+
+def test_supcon_base_temperature_must_be_positive():
+    with pytest.raises(ValueError, match="base_temperature"):
+        SupConConfig(base_temperature=-1.0)
+
+
+def test_wrong_shapes_are_clear_errors(registry):
+    x = torch.randn(4, 3)
+    with pytest.raises(ValueError, match=r"negatives must have shape"):
+        build(registry, "infonce")(x, x, torch.randn(2, 5, 3))
+    with pytest.raises(ValueError, match="pass both all_z1 and all_z2"):
+        NTXentLoss()(x, x, all_z1=x)
+    with pytest.raises(ValueError, match="offset 3 with 4 local rows"):
+        NTXentLoss()(x, x, torch.randn(6, 3), torch.randn(6, 3), offset=3)
+    with pytest.raises(ValueError, match=r"features must have shape \(B, V, D\)"):
+        SupConLoss()(x, torch.zeros(4))
+    with pytest.raises(ValueError, match=r"labels must have shape \(4,\)"):
+        SupConLoss()(x[:, None], torch.zeros(3))
+    with pytest.raises(ValueError, match="num_samples"):
+        NCELoss()(x, x, x, num_samples=0)
+    with pytest.raises(ValueError, match="same shape"):
+        soft_cross_entropy(torch.rand(4, 2), x, 0.1)
+    with pytest.raises(ValueError, match="iterations"):
+        sinkhorn_knopp(x, iterations=0)
