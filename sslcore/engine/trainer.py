@@ -110,7 +110,8 @@ class Trainer:
         parts.check_all_used()
         if not isinstance(method, Method):
             raise SslcoreError(f"method '{recipe.components['method'].kind}' did not build an sslcore.Method")
-        if world > 1 and run.sync_batchnorm:
+        if world > 1 and run.sync_batchnorm and self.accelerator.device.type != "cpu":
+            # torch's SyncBatchNorm runs on accelerators only; CPU (gloo) runs keep per-process statistics.
             method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
         optimizer = build_optimizer(method, recipe.optimizer, run.batch_size)
         self.schedule = StepSchedule(recipe.schedule, self.total_steps, self.steps_per_epoch)
