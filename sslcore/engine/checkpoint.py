@@ -10,7 +10,9 @@ import re
 import shutil
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
+from torch import nn
 
 from sslcore.errors import SslcoreError
 
@@ -36,8 +38,21 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: int) -> Path:
-    """Save the full training state at ``step``; keep the newest ``keep`` checkpoints."""
+def sharded_modules(method: nn.Module) -> dict[str, nn.Module]:
+    """Submodules whose state differs per rank (key stores with ``sharding == "sharded"``)."""
+    return {name: module for name, module in method.named_modules() if getattr(module, "sharding", None) == "sharded"}
+
+
+def _shard_file(directory: Path, rank: int) -> Path:
+    return directory / f"sharded_state_rank{rank}.pt"
+
+
+def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: int, method: nn.Module) -> Path:
+    """Save the full training state at ``step``; keep the newest ``keep`` checkpoints.
+
+    Accelerate saves the model from the main process; state that differs per rank (sharded memory banks and
+    queues) is saved by every rank into its own file beside it.
+    """
     root = checkpoint_dir(run_dir)
     final = root / f"step_{step:08d}"
     partial = root / f"{PARTIAL_PREFIX}step_{step:08d}"
@@ -47,6 +62,10 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: in
             shutil.rmtree(partial)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(partial), safe_serialization=False)
+    shards = sharded_modules(method)
+    if shards:
+        torch.save({name: module.state_dict() for name, module in shards.items()},
+                   _shard_file(partial, accelerator.process_index))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if final.exists():
@@ -58,6 +77,27 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: in
             shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def load_checkpoint(accelerator: Accelerator, checkpoint: Path, method: nn.Module) -> None:
+    """Restore a checkpoint written by :func:`save_checkpoint`, per-rank shards included."""
+    shards = sharded_modules(method)
+    for module in shards.values():
+        module.defer_foreign_shard = True
+    try:
+        accelerator.load_state(str(checkpoint))
+    finally:
+        for module in shards.values():
+            module.defer_foreign_shard = False
+    if shards:
+        path = _shard_file(checkpoint, accelerator.process_index)
+        if not path.is_file():
+            raise SslcoreError(
+                f"checkpoint {checkpoint} has no sharded state for process {accelerator.process_index}",
+                hint="resume with the number of processes that wrote it",
+            )
+        for name, state in torch.load(path, map_location="cpu", weights_only=True).items():
+            shards[name].load_state_dict(state)
 
 
 def resolve_resume(run_dir: Path, resume: str) -> Path | None:

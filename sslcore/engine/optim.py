@@ -73,6 +73,7 @@ class StepSchedule:
         self.settings = settings
         self.total_steps = total_steps
         self.warmup_steps = min(round(settings.warmup_epochs * steps_per_epoch), total_steps)
+        self.milestone_steps = [round(epoch * steps_per_epoch) for epoch in settings.milestones]
 
     def lr_factor(self, step: int) -> float:
         s = self.settings
@@ -80,6 +81,8 @@ class StepSchedule:
             return s.warmup_start_ratio + (1.0 - s.warmup_start_ratio) * step / self.warmup_steps
         if s.kind == "constant":
             return 1.0
+        if s.kind == "step":
+            return s.gamma ** sum(step >= milestone for milestone in self.milestone_steps)
         decay_steps = max(self.total_steps - self.warmup_steps, 1)
         return cosine(1.0, s.final_lr_ratio, (step - self.warmup_steps) / decay_steps)
 

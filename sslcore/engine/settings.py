@@ -82,12 +82,21 @@ class ScheduleSettings:
     """``[schedule]``: per-step learning-rate (and optionally weight-decay) schedule.
 
     Linear warm-up from ``warmup_start_ratio * lr`` over ``warmup_epochs``, then cosine decay to
-    ``final_lr_ratio * lr`` (``kind = "cosine"``) or constant. ``weight_decay_end`` (DINO) moves the weight
+    ``final_lr_ratio * lr`` (``kind = "cosine"``), constant, or step decay: the lr is multiplied by ``gamma`` at each
+    epoch in ``milestones`` (``kind = "step"``; MoCo v1 and InstDisc: 0.1 at epochs 120 and 160). ``weight_decay_end`` (DINO) moves the weight
     decay from the optimizer's value to this one along a cosine.
     """
 
-    kind: Literal["cosine", "constant"] = "cosine"
+    kind: Literal["cosine", "constant", "step"] = "cosine"
     warmup_epochs: float = attrs.field(default=0.0, validator=v.ge(0))
     warmup_start_ratio: float = attrs.field(default=0.0, validator=v.ge(0))
     final_lr_ratio: float = attrs.field(default=0.0, validator=v.ge(0))
     weight_decay_end: float | None = attrs.field(default=None, validator=v.optional(v.ge(0)))
+    milestones: tuple[float, ...] = ()
+    gamma: float = attrs.field(default=0.1, validator=[v.gt(0), v.le(1)])
+
+    def __attrs_post_init__(self) -> None:
+        if (self.kind == "step") != bool(self.milestones):
+            raise ValueError("milestones are required by kind = 'step' and only used by it")
+        if list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"milestones must be increasing, got {list(self.milestones)}")

@@ -162,7 +162,7 @@ class Trainer:
         resume_from = checkpoint.resolve_resume(self.run_dir, run.resume)
         initial: dict[str, float] = {}
         if resume_from is not None:
-            acc.load_state(str(resume_from))
+            checkpoint.load_checkpoint(acc, resume_from, self.method)
             if acc.is_main_process:
                 self.metrics.truncate_after(self.state.step)
                 initial = _initial_evaluation(self.metrics.read())
@@ -221,14 +221,14 @@ class Trainer:
                                                    f"lr {record['lr']:.3g} {rate:.0f} img/s")
                     progress.update(task, completed=step)
                     if run.checkpoint_every and step % run.checkpoint_every == 0 and step != self.total_steps:
-                        checkpoint.save_checkpoint(acc, self.run_dir, step, run.keep_checkpoints)
+                        checkpoint.save_checkpoint(acc, self.run_dir, step, run.keep_checkpoints, self.method)
                     if flags[1].item() > 0:
-                        checkpoint.save_checkpoint(acc, self.run_dir, step, run.keep_checkpoints)
+                        checkpoint.save_checkpoint(acc, self.run_dir, step, run.keep_checkpoints, self.method)
                         raise Interrupted(stop.signal or signal.SIGTERM, step)
                     if step >= self.total_steps:
                         break
         wall = time.perf_counter() - started
-        checkpoint.save_checkpoint(acc, self.run_dir, self.state.step, run.keep_checkpoints)
+        checkpoint.save_checkpoint(acc, self.run_dir, self.state.step, run.keep_checkpoints, self.method)
         final = self.evaluate()
         summary = self._finish(final, initial, last_loss, images, wall)
         acc.end_training()

@@ -95,3 +95,28 @@ def test_a_non_finite_loss_stops_with_one_line_and_keeps_the_last_checkpoint(tmp
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert "non-finite" in lines[0] and "at step 3" in lines[0]
     assert latest_checkpoint(tmp_path / "out" / "r").name == "step_00000002"
+
+
+def test_two_process_resume_restores_each_ranks_own_queue_shard(tmp_path, plugin_env):
+    """A per-rank (sharded) queue differs between ranks; each rank's shard comes back from its own file."""
+    from conftest import accelerate_launch
+
+    store = MOCO_STORE.replace('size = 64', 'size = 64\nsharding = "sharded"')
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(recipe_text(tmp_path / "out", steps=5, checkpoint_every=3, store=store))
+    first = accelerate_launch([str(recipe)], plugin_env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_dir = tmp_path / "out" / "r"
+    straight = losses(run_dir)
+    step3 = run_dir / "checkpoints" / "step_00000003"
+    assert sorted(p.name for p in step3.glob("sharded_state_rank*.pt")) == [
+        "sharded_state_rank0.pt", "sharded_state_rank1.pt"]
+    for path in run_dir.glob("checkpoints/step_00000005"):
+        import shutil
+
+        shutil.rmtree(path)
+    again = accelerate_launch([str(recipe)], plugin_env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "at step 3" in again.stdout
+    resumed = losses(run_dir)
+    assert {s: resumed[s] for s in (4, 5)} == {s: straight[s] for s in (4, 5)}

@@ -1,0 +1,382 @@
+"""MoCo v1 / v2: reference steps against the official algorithm, shuffling BN, 2 processes, recipes."""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+import attrs
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sslcore_plugin_moco.plugin as moco_plugin
+from sslcore import distributed, hookimpl
+from sslcore.errors import SslcoreError
+from sslcore.method import Batch, StepInfo
+from sslcore.plugins import PluginHost
+from sslcore.recipe import resolve
+from sslcore.testing import build_method, run_distributed
+from sslcore.components.heads import MLPHead, MLPHeadConfig
+from sslcore.components.key_stores import Queue
+from sslcore.components.losses import InfoNCELoss
+from sslcore.components.target_updaters import EMAUpdater
+from sslcore_plugin_moco import Encoder, MoCo, MoCoConfig, grouped_forward, shuffled_forward
+
+WIDTH, HIDDEN, DIM = 6, 10, 4  # backbone width, head hidden width, key width
+STEPS = 3
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, which only contend with parallel test runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- a tiny backbone, registered through a test plugin ---------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class TinyConfig:
+    """A 3x3 stride-2 convolution, BatchNorm (optional), ReLU, global average pooling."""
+
+    width: int = WIDTH
+    batch_norm: bool = True
+
+
+class Tiny(nn.Module):
+    def __init__(self, config: TinyConfig) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, config.width, 3, stride=2, padding=1, bias=not config.batch_norm)
+        self.norm = nn.BatchNorm2d(config.width) if config.batch_norm else nn.Identity()
+        self.num_features = config.width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(self.conv(x))).mean(dim=(2, 3))
+
+
+def build_tiny(config: TinyConfig) -> Tiny:
+    """A tiny convolutional backbone for tests."""
+    return Tiny(config)
+
+
+@hookimpl
+def sslcore_register_backbones(registry):
+    registry.add("tiny", build_tiny, TinyConfig)
+
+
+def host() -> PluginHost:
+    return PluginHost(autoload=False, extra_plugins=[("tiny", sys.modules[__name__]), ("moco", moco_plugin)])
+
+
+def document(*, head_layers: int = 2, queue: int = 16, temperature: float = 0.2, momentum: float = 0.9,
+             batch_norm: bool = True, **method) -> dict:
+    head = {"kind": "mlp", "num_layers": head_layers, "out_dim": DIM}
+    if head_layers > 1:
+        head["hidden_dim"] = HIDDEN
+    return {
+        "method": {"kind": "moco", **method},
+        "backbone": {"kind": "tiny", "batch_norm": batch_norm},
+        "heads": {"projector": head},
+        "key_store": {"kind": "queue", "size": queue},
+        "target_updater": {"kind": "ema", "base_momentum": momentum, "buffers": "own"},
+        "loss": {"kind": "infonce", "temperature": temperature},
+    }
+
+
+def make_moco(**kwargs) -> MoCo:
+    """MoCo built from a recipe document through the plugin's factory."""
+    torch.manual_seed(0)
+    return build_method(document(**kwargs), host=host(), total_steps=STEPS, steps_per_epoch=STEPS)
+
+
+def direct_moco(**config) -> MoCo:
+    """The same MoCo (v2 head, defaults of :func:`document`) built from its parts, without a plugin host: the
+    distributed workers then skip importing every built-in plugin."""
+    torch.manual_seed(0)
+    backbone = Tiny(TinyConfig())
+    head = MLPHead(MLPHeadConfig(num_layers=2, hidden_dim=HIDDEN, out_dim=DIM), WIDTH)
+    return MoCo(MoCoConfig(**config), encoder=Encoder(backbone, head),
+                target_updater=EMAUpdater(base_momentum=0.9, buffers="own"), queue=Queue(DIM, 16),
+                loss=InfoNCELoss(temperature=0.2))
+
+
+def images(batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, 8, 8, generator=generator), torch.randn(batch, 3, 8, 8, generator=generator)
+
+
+def sgd(params) -> torch.optim.Optimizer:
+    return torch.optim.SGD([p for p in params if p.requires_grad], lr=0.5, momentum=0.9, weight_decay=1e-4)
+
+
+def train(model: nn.Module, method: MoCo, views: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """The engine's loop: forward (through ``model``, possibly DDP), backward, optimizer step, after-step hook."""
+    optimizer = sgd(method.parameters())
+    losses = []
+    for t, (x1, x2) in enumerate(views):
+        info = StepInfo(t, len(views), len(views))
+        torch.manual_seed(100 + t)  # the shuffle permutation
+        loss = model(Batch(views=[x1, x2], index=torch.arange(x1.shape[0])), info).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        method.after_optimizer_step(info)
+        losses.append(loss.detach())
+    return losses
+
+
+# -- the reference: the official moco/builder.py forward and Algorithm 1, written out plainly -----------------
+class ReferenceEncoder(nn.Module):
+    """f_q: conv -> BN -> ReLU -> average pool, then the head (Linear [-> ReLU -> Linear])."""
+
+    def __init__(self, head_layers: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, WIDTH, 3, stride=2, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(WIDTH)
+        if head_layers == 1:
+            self.fc = nn.Sequential(nn.Linear(WIDTH, DIM))
+        else:
+            self.fc = nn.Sequential(nn.Linear(WIDTH, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, DIM))
+
+    def forward(self, x):
+        return self.fc(F.relu(self.bn(self.conv(x))).mean(dim=(2, 3)))
+
+
+def copy_weights(reference: nn.Module, source: nn.Module) -> None:
+    ref_state, src_state = reference.state_dict(), source.state_dict()
+    assert [t.shape for t in ref_state.values()] == [t.shape for t in src_state.values()]
+    with torch.no_grad():
+        for ref, src in zip(ref_state.values(), src_state.values()):
+            ref.copy_(src)
+
+
+def reference_moco(method: MoCo, views, *, head_layers, m, T, group, shuffle=True, symmetric=False):
+    """MoCo step by step as facebookresearch/moco (builder.py, and the CIFAR demo for ``symmetric``)."""
+    f_q = ReferenceEncoder(head_layers)
+    copy_weights(f_q, method.encoder)
+    f_k = copy.deepcopy(f_q)  # param_k.data.copy_(param_q.data)
+    queue = method.queue.queue.detach().clone().T.contiguous()  # official layout: (dim, K)
+    K = queue.shape[1]
+    ptr = 0
+    optimizer = sgd(f_q.parameters())
+
+    def per_gpu(net, x):  # BatchNorm per group of `group` samples, like one GPU each
+        return torch.cat([net(chunk) for chunk in x.split(group)])
+
+    def contrastive_loss(im_q, im_k):
+        q = F.normalize(per_gpu(f_q, im_q), dim=1)
+        with torch.no_grad():
+            if shuffle:
+                idx_shuffle = torch.randperm(im_k.shape[0])
+                idx_unshuffle = torch.argsort(idx_shuffle)
+                k = F.normalize(per_gpu(f_k, im_k[idx_shuffle]), dim=1)[idx_unshuffle]
+            else:
+                k = F.normalize(per_gpu(f_k, im_k), dim=1)
+        l_pos = torch.einsum("nc,nc->n", q, k).unsqueeze(-1)
+        l_neg = torch.einsum("nc,ck->nk", q, queue.clone().detach())
+        logits = torch.cat([l_pos, l_neg], dim=1) / T
+        labels = torch.zeros(logits.shape[0], dtype=torch.long)
+        return F.cross_entropy(logits, labels), k
+
+    losses = []
+    for t, (x1, x2) in enumerate(views):
+        torch.manual_seed(100 + t)
+        with torch.no_grad():  # _momentum_update_key_encoder, at the start of forward
+            for param_q, param_k in zip(f_q.parameters(), f_k.parameters()):
+                param_k.mul_(m).add_(param_q.mul(1.0 - m))
+        if symmetric:
+            loss_12, k2 = contrastive_loss(x1, x2)
+            loss_21, k1 = contrastive_loss(x2, x1)
+            loss, k = loss_12 + loss_21, torch.cat([k1, k2])
+        else:
+            loss, k = contrastive_loss(x1, x2)
+        # _dequeue_and_enqueue
+        n = k.shape[0]
+        assert K % n == 0
+        queue[:, ptr : ptr + n] = k.T
+        ptr = (ptr + n) % K
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())
+    return losses, f_q, f_k, queue, ptr
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # MoCo v2 head, 2 BatchNorm groups per batch with shuffling BN (the single-GPU emulation of 2 GPUs)
+        dict(head_layers=2, group=4, shuffle=True, symmetric=False),
+        # MoCo v1 head, one group (a shuffle could change nothing), no shuffle
+        dict(head_layers=1, group=8, shuffle=False, symmetric=False),
+        # the CIFAR demo's symmetric loss, with shuffled groups
+        dict(head_layers=2, group=4, shuffle=True, symmetric=True),
+    ],
+    ids=["v2-shuffled-groups", "v1-one-group", "symmetric"],
+)
+def test_three_steps_equal_the_official_algorithm(case):
+    m, T = 0.9, 0.2
+    method = make_moco(head_layers=case["head_layers"], queue=16 if not case["symmetric"] else 32,
+                       momentum=m, temperature=T, shuffle_bn=case["shuffle"], bn_group_size=case["group"],
+                       symmetric=case["symmetric"])
+    views = [images(8, seed) for seed in range(STEPS)]
+    ref_losses, f_q, f_k, ref_queue, ref_ptr = reference_moco(
+        copy.deepcopy(method), views, head_layers=case["head_layers"], m=m, T=T, group=case["group"],
+        shuffle=case["shuffle"], symmetric=case["symmetric"],
+    )
+    losses = train(method, method, views)
+
+    torch.testing.assert_close(torch.stack(losses), torch.stack(ref_losses), **TOL)
+    assert len(set(round(float(x), 6) for x in losses)) == STEPS  # the steps did change something
+    for ours, ref in zip(method.encoder.parameters(), f_q.parameters()):
+        torch.testing.assert_close(ours, ref, **TOL)
+    for ours, ref in zip(method.key_encoder.parameters(), f_k.parameters()):
+        torch.testing.assert_close(ours, ref, **TOL)
+    torch.testing.assert_close(method.queue.queue, ref_queue.T, **TOL)
+    assert int(method.queue.ptr) == ref_ptr
+    # the key encoder trails the query encoder
+    assert not torch.allclose(method.key_encoder.head.layers[0][0].weight, method.encoder.head.layers[0][0].weight)
+
+
+def test_shuffled_groups_change_the_keys_and_one_group_does_not():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    x = torch.randn(8, 3)
+    whole = net(x)
+    torch.testing.assert_close(shuffled_forward(net, x, None), whole)  # one process, one group: no-op
+    torch.testing.assert_close(grouped_forward(net, x, 8), whole)
+    torch.manual_seed(1)
+    shuffled = shuffled_forward(net, x, 4)
+    torch.manual_seed(1)
+    permutation = torch.randperm(8)
+    expected = torch.cat([net(x[permutation[:4]]), net(x[permutation[4:]])])[torch.argsort(permutation)]
+    torch.testing.assert_close(shuffled, expected)
+    assert not torch.allclose(shuffled, grouped_forward(net, x, 4))  # other groups, other statistics
+    with pytest.raises(SslcoreError, match="bn_group_size = 3 does not divide the batch of 8"):
+        grouped_forward(net, x, 3)
+
+
+def test_checks_views_and_key_store():
+    method = make_moco()
+    x1, _ = images(8, 0)
+    with pytest.raises(SslcoreError, match="two views"):
+        method(Batch(views=[x1], index=torch.arange(8)), StepInfo(0, 3, 3))
+    doc = document()
+    doc["key_store"] = {"kind": "in_batch"}
+    with pytest.raises(SslcoreError, match="replicated queue"):
+        build_method(doc, host=host())
+
+
+def test_state_dict_round_trips_queue_and_key_encoder():
+    method = make_moco()
+    train(method, method, [images(8, 0)])
+    clone = make_moco()
+    clone.load_state_dict(method.state_dict())
+    torch.testing.assert_close(clone.queue.queue, method.queue.queue)
+    assert int(clone.queue.ptr) == int(method.queue.ptr) == 8
+    for a, b in zip(clone.key_encoder.parameters(), method.key_encoder.parameters()):
+        torch.testing.assert_close(a, b)
+    assert method.backbone is method.encoder.backbone
+
+
+# -- 2 processes with batch B == 1 process with batch 2B and BatchNorm groups of B -----------------------------
+B = 4
+
+
+def _worker(rank: int, world: int, views) -> dict:
+    method = direct_moco(shuffle_bn=True)  # BatchNorm over each rank's batch, shuffled across ranks
+    model = nn.parallel.DistributedDataParallel(method, broadcast_buffers=False)
+    mine = slice(rank * B, (rank + 1) * B)
+    losses = train(model, method, [(x1[mine], x2[mine]) for x1, x2 in views])
+    return {
+        "world": distributed.world_size(),
+        "losses": torch.stack(losses),
+        "params": [p.detach() for p in method.encoder.parameters()],
+        "key_params": [p.detach() for p in method.key_encoder.parameters()],
+        "queue": method.queue.queue.clone(),
+        "ptr": int(method.queue.ptr),
+    }
+
+
+@pytest.mark.distributed
+def test_two_processes_equal_one_process_with_the_global_batch():
+    views = [images(2 * B, seed) for seed in range(STEPS)]
+    ranks = run_distributed(_worker, views, world_size=2)
+    assert [r["world"] for r in ranks] == [2, 2]
+
+    single = direct_moco(shuffle_bn=True, bn_group_size=B)
+    assert [p.shape for p in single.parameters()] == [p.shape for p in make_moco().parameters()]
+    losses = torch.stack(train(single, single, views))
+    torch.testing.assert_close((ranks[0]["losses"] + ranks[1]["losses"]) / 2, losses, **TOL)
+    assert not torch.allclose(ranks[0]["losses"], ranks[1]["losses"])  # the ranks saw different samples
+    for r in ranks:
+        # the queue is replicated: every rank holds the keys of both, in global batch order
+        torch.testing.assert_close(r["queue"], single.queue.queue, **TOL)
+        assert r["ptr"] == int(single.queue.ptr)
+        for ours, ref in zip(r["params"], single.encoder.parameters()):
+            torch.testing.assert_close(ours, ref.detach(), **TOL)
+        for ours, ref in zip(r["key_params"], single.key_encoder.parameters()):
+            torch.testing.assert_close(ours, ref.detach(), **TOL)
+
+
+# -- recipes ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["mocov1_resnet50", "mocov2_resnet50", "moco_cifar10", "moco_smoke"])
+def test_recipes_resolve(name):
+    recipe = resolve(name, PluginHost(autoload=False, extra_plugins=[("moco", moco_plugin)]))
+    assert recipe.components["method"].kind == "moco"
+    assert recipe.run.sync_batchnorm is False  # MoCo's BatchNorm is per group, by design
+
+
+def test_paper_recipes_carry_the_papers_numbers():
+    plugins = PluginHost(autoload=False, extra_plugins=[("moco", moco_plugin)])
+    v1, v2 = resolve("mocov1_resnet50", plugins), resolve("mocov2_resnet50", plugins)
+    for recipe in (v1, v2):
+        assert recipe.run.batch_size == 256 and recipe.run.epochs == 200
+        assert recipe.optimizer.kind == "sgd" and recipe.optimizer.lr(256) == 0.03
+        assert recipe.optimizer.weight_decay == 1e-4 and recipe.optimizer.momentum == 0.9
+        assert recipe.components["key_store"].config.size == 65536
+        assert recipe.components["target_updater"].config.base_momentum == 0.999
+        assert recipe.components["method"].config.bn_group_size == 32  # 8 GPUs x 32
+    assert v1.components["loss"].config.temperature == 0.07
+    assert v2.components["loss"].config.temperature == 0.2
+    assert v1.components["heads.projector"].config.num_layers == 1
+    assert v2.components["heads.projector"].config.hidden_dim == 2048
+    assert v2.components["views"].kind == "mocov2" and v1.components["views"].kind == "mocov1"
+
+
+def test_smoke_recipe_builds_and_steps():
+    plugins = PluginHost(autoload=False, extra_plugins=[("moco", moco_plugin)])
+    recipe = resolve("moco_smoke", plugins)
+    doc = recipe.to_dict()
+    torch.manual_seed(0)
+    method = build_method({k: doc[k] for k in ("method", "backbone", "heads", "key_store", "target_updater", "loss")},
+                          host=plugins)
+    x = torch.randn(recipe.run.batch_size, 3, 32, 32)
+    out = method(Batch(views=[x, x.flip(3)], index=torch.arange(x.shape[0])), StepInfo(0, 4, 4))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and method.encoder.head.layers[0][0].weight.grad is not None
+
+
+def test_canonical_copy_at_the_repository_root_is_identical():
+    root = Path(__file__).resolve().parents[3] / "recipes" / "mocov2_resnet50.toml"
+    if not root.is_file():
+        pytest.skip("runs inside the sslcore repository, which keeps canonical copies in recipes/")
+    assert root.read_text() == (files("sslcore_plugin_moco") / "recipes" / "mocov2_resnet50.toml").read_text()
+
+
+def test_engine_trains_the_smoke_recipe(tmp_path):
+    from sslcore.engine.trainer import Trainer
+
+    plugins = PluginHost(autoload=False, extra_plugins=[("moco", moco_plugin)])
+    recipe = resolve("moco_smoke", plugins, [f"run.output_dir={tmp_path}", "run.progress=false"])
+    summary = Trainer(recipe, plugins).fit()
+    assert summary["steps"] == 4 and math.isfinite(summary["final_loss"])
+    assert 0 <= summary["knn_top1"] <= 100
+    assert (tmp_path / "moco_smoke" / "backbone.safetensors").is_file()

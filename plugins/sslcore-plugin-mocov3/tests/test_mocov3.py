@@ -1,0 +1,341 @@
+"""MoCo v3: reference steps against the official algorithm, 2 processes, recipes."""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+import attrs
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sslcore_plugin_mocov3.plugin as mocov3_plugin
+from sslcore import distributed, hookimpl
+from sslcore.components.heads import MLPHead, MLPHeadConfig
+from sslcore.components.key_stores import InBatchKeys
+from sslcore.components.losses import MoCoV3ContrastiveLoss
+from sslcore.components.target_updaters import EMAUpdater
+from sslcore.errors import SslcoreError
+from sslcore.method import Batch, StepInfo
+from sslcore.plugins import PluginHost
+from sslcore.recipe import resolve
+from sslcore.testing import build_method, run_distributed
+from sslcore_plugin_mocov3 import MoCoV3
+from sslcore_plugin_mocov3.method import Encoder
+
+WIDTH, HIDDEN, DIM = 6, 10, 4  # backbone width, MLP hidden width, output width
+STEPS = 3
+M0, T = 0.9, 0.2
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, which only contend with parallel test runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- a tiny backbone, registered through a test plugin ---------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class TinyConfig:
+    """A 3x3 stride-2 convolution, BatchNorm (optional), ReLU, global average pooling."""
+
+    width: int = WIDTH
+    batch_norm: bool = True
+
+
+class Tiny(nn.Module):
+    def __init__(self, config: TinyConfig) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, config.width, 3, stride=2, padding=1, bias=not config.batch_norm)
+        self.norm = nn.BatchNorm2d(config.width) if config.batch_norm else nn.Identity()
+        self.num_features = config.width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(self.conv(x))).mean(dim=(2, 3))
+
+
+def build_tiny(config: TinyConfig) -> Tiny:
+    """A tiny convolutional backbone for tests."""
+    return Tiny(config)
+
+
+@hookimpl
+def sslcore_register_backbones(registry):
+    registry.add("tiny", build_tiny, TinyConfig)
+
+
+def host() -> PluginHost:
+    return PluginHost(autoload=False, extra_plugins=[("tiny", sys.modules[__name__]), ("mocov3", mocov3_plugin)])
+
+
+def mlp(num_layers: int, out_dim: int = DIM) -> dict:
+    """MoCo v3's ``_build_mlp`` with its last BatchNorm (ViT projector and predictor)."""
+    return {"kind": "mlp", "num_layers": num_layers, "hidden_dim": HIDDEN, "out_dim": out_dim,
+            "batch_norm": True, "last_batch_norm": True}
+
+
+def document() -> dict:
+    return {
+        "method": {"kind": "mocov3"},
+        "backbone": {"kind": "tiny"},
+        "heads": {"projector": mlp(3), "predictor": mlp(2)},
+        "key_store": {"kind": "in_batch", "stop_gradient": True},
+        "target_updater": {"kind": "ema", "base_momentum": M0, "schedule": "cosine", "buffers": "own"},
+        "loss": {"kind": "mocov3_contrastive", "temperature": T},
+    }
+
+
+def make_mocov3(doc: dict | None = None) -> MoCoV3:
+    torch.manual_seed(0)
+    return build_method(doc or document(), host=host(), total_steps=STEPS, steps_per_epoch=STEPS)
+
+
+def images(batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, 8, 8, generator=generator), torch.randn(batch, 3, 8, 8, generator=generator)
+
+
+def adamw(params) -> torch.optim.Optimizer:
+    return torch.optim.AdamW([p for p in params if p.requires_grad], lr=1e-2, weight_decay=0.1)
+
+
+def train(model: nn.Module, method: MoCoV3, views) -> tuple[list[torch.Tensor], list[float]]:
+    """The engine's loop: forward (through ``model``, possibly DDP), backward, optimizer step, after-step hook."""
+    optimizer = adamw(method.parameters())
+    losses, momenta = [], []
+    for t, (x1, x2) in enumerate(views):
+        info = StepInfo(t, STEPS, STEPS)
+        out = model(Batch(views=[x1, x2], index=torch.arange(x1.shape[0])), info)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        method.after_optimizer_step(info)
+        losses.append(out.loss.detach())
+        momenta.append(out.logs["momentum"])
+    return losses, momenta
+
+
+# -- the reference: official moco-v3 builder.py / main_moco.py, written out plainly ------------------------------
+def build_mlp(num_layers, input_dim, mlp_dim, output_dim):
+    """moco/builder.py ``_build_mlp`` (last_bn=True)."""
+    layers = []
+    for layer in range(num_layers):
+        dim1 = input_dim if layer == 0 else mlp_dim
+        dim2 = output_dim if layer == num_layers - 1 else mlp_dim
+        layers.append(nn.Linear(dim1, dim2, bias=False))
+        if layer < num_layers - 1:
+            layers += [nn.BatchNorm1d(dim2), nn.ReLU()]
+        else:
+            layers.append(nn.BatchNorm1d(dim2, affine=False))
+    return nn.Sequential(*layers)
+
+
+class ReferenceEncoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, WIDTH, 3, stride=2, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(WIDTH)
+        self.head = build_mlp(3, WIDTH, HIDDEN, DIM)
+
+    def forward(self, x):
+        return self.head(F.relu(self.bn(self.conv(x))).mean(dim=(2, 3)))
+
+
+def copy_weights(reference: nn.Module, source: nn.Module) -> None:
+    ref_state, src_state = reference.state_dict(), source.state_dict()
+    assert [t.shape for t in ref_state.values()] == [t.shape for t in src_state.values()]
+    with torch.no_grad():
+        for ref, src in zip(ref_state.values(), src_state.values()):
+            ref.copy_(src)
+
+
+def reference_mocov3(method: MoCoV3, views):
+    base_encoder, predictor = ReferenceEncoder(), build_mlp(2, DIM, HIDDEN, DIM)
+    copy_weights(base_encoder, method.encoder)
+    copy_weights(predictor, method.predictor)
+    momentum_encoder = copy.deepcopy(base_encoder)  # param_m.data.copy_(param_b.data)
+    optimizer = adamw(list(base_encoder.parameters()) + list(predictor.parameters()))
+
+    def contrastive_loss(q, k):
+        q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+        logits = torch.einsum("nc,mc->nm", q, k) / T
+        return F.cross_entropy(logits, torch.arange(q.shape[0])) * (2 * T)
+
+    losses, momenta = [], []
+    iters_per_epoch, epochs = 1, STEPS  # one iteration per epoch: epoch + i / iters_per_epoch = step
+    for epoch, (x1, x2) in enumerate(views):
+        moco_m = 1.0 - 0.5 * (1.0 + math.cos(math.pi * (epoch + 0 / iters_per_epoch) / epochs)) * (1.0 - M0)
+        q1 = predictor(base_encoder(x1))
+        q2 = predictor(base_encoder(x2))
+        with torch.no_grad():
+            for param_b, param_m in zip(base_encoder.parameters(), momentum_encoder.parameters()):
+                param_m.data = param_m.data * moco_m + param_b.data * (1.0 - moco_m)
+            k1 = momentum_encoder(x1)
+            k2 = momentum_encoder(x2)
+        loss = contrastive_loss(q1, k2) + contrastive_loss(q2, k1)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())
+        momenta.append(moco_m)
+    return losses, momenta, base_encoder, predictor, momentum_encoder
+
+
+def test_three_steps_equal_the_official_algorithm():
+    method = make_mocov3()
+    views = [images(8, seed) for seed in range(STEPS)]
+    ref_losses, ref_momenta, base_encoder, predictor, momentum_encoder = reference_mocov3(method, views)
+    losses, momenta = train(method, method, views)
+
+    torch.testing.assert_close(torch.stack(losses), torch.stack(ref_losses), **TOL)
+    assert momenta == pytest.approx(ref_momenta) and momenta[0] == pytest.approx(M0)
+    for ours, ref in zip(method.encoder.parameters(), base_encoder.parameters()):
+        torch.testing.assert_close(ours, ref, **TOL)
+    for ours, ref in zip(method.predictor.parameters(), predictor.parameters()):
+        torch.testing.assert_close(ours, ref, **TOL)
+    for ours, ref in zip(method.momentum_encoder.parameters(), momentum_encoder.parameters()):
+        torch.testing.assert_close(ours, ref, **TOL)
+    assert not torch.allclose(method.momentum_encoder.backbone.conv.weight, method.encoder.backbone.conv.weight)
+    assert method.backbone is method.encoder.backbone
+
+
+def test_checks_views_key_store_and_widths():
+    method = make_mocov3()
+    x1, _ = images(8, 0)
+    with pytest.raises(SslcoreError, match="two views"):
+        method(Batch(views=[x1], index=torch.arange(8)), StepInfo(0, 3, 3))
+    doc = document()
+    doc["key_store"] = {"kind": "queue", "size": 16}
+    with pytest.raises(SslcoreError, match="global batch"):
+        make_mocov3(doc)
+    doc = document()
+    doc["heads"]["predictor"] = mlp(2, out_dim=DIM + 1)
+    with pytest.raises(SslcoreError, match="predictor gives 5 dimensions and the projector 4"):
+        make_mocov3(doc)
+
+
+# -- 2 processes with batch B == 1 process with batch 2B --------------------------------------------------------
+# BatchNorm statistics are per process unless SyncBatchNorm (which needs GPUs) joins them, so this check uses
+# networks without BatchNorm: it tests the global-batch keys, the loss offsets and the gradient averaging.
+B = 4
+
+
+def bn_free_mocov3() -> MoCoV3:
+    torch.manual_seed(0)
+    head = MLPHeadConfig(num_layers=2, hidden_dim=HIDDEN, out_dim=DIM)
+    return MoCoV3(
+        encoder=Encoder(Tiny(TinyConfig(batch_norm=False)), MLPHead(head, WIDTH)),
+        predictor=MLPHead(head, DIM),
+        target_updater=EMAUpdater(base_momentum=M0, schedule="cosine", buffers="own", total_steps=STEPS),
+        key_store=InBatchKeys(DIM, stop_gradient=True),
+        loss=MoCoV3ContrastiveLoss(temperature=T),
+    )
+
+
+def _worker(rank: int, world: int, views) -> dict:
+    method = bn_free_mocov3()
+    model = nn.parallel.DistributedDataParallel(method, broadcast_buffers=False)
+    mine = slice(rank * B, (rank + 1) * B)
+    losses, _ = train(model, method, [(x1[mine], x2[mine]) for x1, x2 in views])
+    return {
+        "world": distributed.world_size(),
+        "losses": torch.stack(losses),
+        "params": [p.detach() for p in method.parameters()],
+    }
+
+
+@pytest.mark.distributed
+def test_two_processes_equal_one_process_with_the_global_batch():
+    views = [images(2 * B, seed) for seed in range(STEPS)]
+    ranks = run_distributed(_worker, views, world_size=2)
+    assert [r["world"] for r in ranks] == [2, 2]
+
+    single = bn_free_mocov3()
+    losses, _ = train(single, single, views)
+    torch.testing.assert_close((ranks[0]["losses"] + ranks[1]["losses"]) / 2, torch.stack(losses), **TOL)
+    assert not torch.allclose(ranks[0]["losses"], ranks[1]["losses"])  # the ranks saw different samples
+    names = [name for name, _ in single.named_parameters()]
+    assert any(name.startswith("momentum_encoder.") for name in names)
+    for r in ranks:
+        for name, ours, ref in zip(names, r["params"], single.parameters()):
+            torch.testing.assert_close(ours, ref.detach(), **TOL, msg=lambda text, name=name: f"{name}: {text}")
+    # with only the local keys the loss would differ: the global batch matters
+    local = bn_free_mocov3()
+    local_losses, _ = train(local, local, [(x1[:B], x2[:B]) for x1, x2 in views])
+    assert not torch.allclose(torch.stack(local_losses), ranks[0]["losses"], atol=1e-4)
+
+
+# -- recipes ---------------------------------------------------------------------------------------------------
+def plugin_host() -> PluginHost:
+    return PluginHost(autoload=False, extra_plugins=[("mocov3", mocov3_plugin)])
+
+
+@pytest.mark.parametrize("name", ["mocov3_vit", "mocov3_resnet50", "mocov3_cifar10", "mocov3_smoke"])
+def test_recipes_resolve(name):
+    recipe = resolve(name, plugin_host())
+    assert recipe.components["method"].kind == "mocov3"
+    updater = recipe.components["target_updater"].config
+    assert (updater.schedule, updater.final_momentum, updater.buffers) == ("cosine", 1.0, "own")
+
+
+def test_paper_recipes_carry_the_official_numbers():
+    plugins = plugin_host()
+    vit, r50 = resolve("mocov3_vit", plugins), resolve("mocov3_resnet50", plugins)
+    assert vit.run.batch_size == r50.run.batch_size == 4096
+    assert (vit.run.epochs, vit.schedule.warmup_epochs) == (300, 40)
+    assert (r50.run.epochs, r50.schedule.warmup_epochs) == (100, 10)
+    assert vit.optimizer.kind == "adamw" and vit.optimizer.lr(4096) == pytest.approx(1.5e-4 * 16)
+    assert vit.optimizer.weight_decay == 0.1
+    assert r50.optimizer.kind == "lars" and r50.optimizer.lr(4096) == pytest.approx(0.6 * 16)
+    assert r50.optimizer.weight_decay == 1e-6
+    assert vit.components["loss"].config.temperature == 0.2 and r50.components["loss"].config.temperature == 1.0
+    backbone = vit.components["backbone"].config
+    assert backbone.frozen_patch_embed and backbone.sincos_pos_embed
+    assert vit.components["heads.projector"].config.num_layers == 3
+    assert r50.components["heads.projector"].config.num_layers == 2
+    assert not r50.components["heads.predictor"].config.last_batch_norm
+    assert vit.components["heads.predictor"].config.last_batch_norm
+    assert vit.components["views"].config.scale == (0.08, 1.0) and r50.components["views"].config.scale == (0.2, 1.0)
+
+
+def test_smoke_recipe_builds_a_vit_and_steps():
+    plugins = plugin_host()
+    recipe = resolve("mocov3_smoke", plugins)
+    doc = recipe.to_dict()
+    torch.manual_seed(0)
+    method = build_method({k: doc[k] for k in ("method", "backbone", "heads", "key_store", "target_updater", "loss")},
+                          host=plugins, total_steps=4, steps_per_epoch=4)
+    x = torch.randn(recipe.run.batch_size, 3, 32, 32)
+    out = method(Batch(views=[x, x.flip(3)], index=torch.arange(x.shape[0])), StepInfo(0, 4, 4))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and out.logs["momentum"] == pytest.approx(0.99)
+    patch = method.backbone.patch_embed.proj.weight
+    assert not patch.requires_grad and patch.grad is None  # MoCo v3's frozen random patch projection
+    assert method.backbone.blocks[0].attn.qkv.weight.grad is not None
+
+
+def test_canonical_copy_at_the_repository_root_is_identical():
+    root = Path(__file__).resolve().parents[3] / "recipes" / "mocov3_vit.toml"
+    if not root.is_file():
+        pytest.skip("runs inside the sslcore repository, which keeps canonical copies in recipes/")
+    assert root.read_text() == (files("sslcore_plugin_mocov3") / "recipes" / "mocov3_vit.toml").read_text()
+
+
+def test_engine_trains_the_smoke_recipe(tmp_path):
+    from sslcore.engine.trainer import Trainer
+
+    plugins = PluginHost(autoload=False, extra_plugins=[("mocov3", mocov3_plugin)])
+    recipe = resolve("mocov3_smoke", plugins, [f"run.output_dir={tmp_path}", "run.progress=false"])
+    summary = Trainer(recipe, plugins).fit()
+    assert summary["steps"] == 4 and math.isfinite(summary["final_loss"])
+    assert 0 <= summary["knn_top1"] <= 100
+    assert (tmp_path / "mocov3_smoke" / "backbone.safetensors").is_file()
