@@ -63,6 +63,11 @@ class Method(nn.Module, abc.ABC):
     def forward(self, batch: Batch, step: StepInfo) -> MethodOutput:  # type: ignore[override]
         """The loss of this process's batch (the mean over its samples)."""
 
+    def evaluation_network(self) -> nn.Module:
+        """The network whose features the kNN monitor evaluates: the backbone unless a method says otherwise
+        (SimCLR v2 evaluates from a layer of its projection head)."""
+        return self.backbone
+
     def before_optimizer_step(self, step: StepInfo) -> None:
         """Called after backward, before the optimizer step (e.g. cancel gradients of frozen layers)."""
 

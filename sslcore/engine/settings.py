@@ -50,7 +50,7 @@ class OptimizerSettings:
     ``base_lr * sqrt(batch_size / reference_batch)`` (``"sqrt"``) or ``base_lr`` (``"none"``).
     Biases and normalisation parameters (1-D tensors) are excluded from weight decay and from LARS
     adaptation when ``exclude_bias_and_norm`` is set. Parameters whose name starts with one of
-    ``fixed_lr_prefixes`` keep the initial learning rate (SimSiam's predictor, sec. 4.4).
+    ``fixed_lr_prefixes`` keep the initial learning rate (SimSiam's predictor, sec. 4.2 and Table 1).
     """
 
     kind: Literal["sgd", "adamw", "lars"]

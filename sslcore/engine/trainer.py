@@ -147,7 +147,7 @@ class Trainer:
             if self._eval_data is None:
                 self._eval_data = self.recipe.components["data"].build(split=EVAL_SPLIT)
             results = self.evaluator.evaluate(
-                self.method.backbone, self.train_data, self._eval_data, self.accelerator.device
+                self.method.evaluation_network(), self.train_data, self._eval_data, self.accelerator.device
             )
             self.method.train(was_training)
         self.accelerator.wait_for_everyone()
