@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import attrs
 from rich.text import Text
 
 from sslcore.config import config_fields
@@ -28,11 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="train from a recipe (path or shipped recipe name)")
     run.add_argument("recipe")
-    run.add_argument("overrides", nargs="*", metavar="table.key=value")
+    run.add_argument("overrides", nargs="*", default=[], metavar="table.key=value")
 
     check = commands.add_parser("check", help="validate a recipe and print it fully resolved")
     check.add_argument("recipe")
-    check.add_argument("overrides", nargs="*", metavar="table.key=value")
+    check.add_argument("overrides", nargs="*", default=[], metavar="table.key=value")
 
     listing = commands.add_parser("list", help="registered components by kind, with their providers")
     listing.add_argument("kind", nargs="?", help=f"one of: {', '.join(KINDS)}")
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="evaluate a run's backbone")
     evaluate.add_argument("protocol", choices=["knn", "linear"])
     evaluate.add_argument("run_dir")
-    evaluate.add_argument("overrides", nargs="*", metavar="eval.key=value")
+    evaluate.add_argument("overrides", nargs="*", default=[], metavar="eval.key=value")
 
     export = commands.add_parser("export", help="write a run's backbone as timm-loadable safetensors")
     export.add_argument("run_dir")
@@ -63,13 +64,15 @@ def cmd_list(host: PluginHost, kind: str | None, fields: bool) -> None:
             out.print(Text.assemble(f"  {entry.name:<24}", (f"{entry.provider}", "cyan"), f"  {entry.description}"))
             if fields:
                 for name, type_name, default in config_fields(entry.config):
-                    out.print(Text(f"      {name}: {type_name} = {default!r}"))
+                    shown = "(required)" if default is attrs.NOTHING else f"= {default!r}"
+                    out.print(Text(f"      {name}: {type_name} {shown}"))
 
 
 def cmd_plugins(host: PluginHost) -> None:
     for info in host.plugins():
         version = f" {info.version}" if info.version else ""
-        out.print(Text.assemble((info.name, "bold"), f"  ({info.distribution}{version})  ", ", ".join(info.hooks)))
+        source = f"{info.distribution}{version}" if info.distribution else "not from a distribution"
+        out.print(Text.assemble((info.name, "bold"), f"  ({source})  ", ", ".join(info.hooks)))
 
 
 def cmd_recipes(host: PluginHost) -> None:

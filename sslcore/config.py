@@ -6,6 +6,7 @@ an int for an int field, an int or float for a float field, a bool for a bool fi
 
 from __future__ import annotations
 
+import difflib
 import re
 import typing
 from typing import Any, Literal
@@ -13,6 +14,7 @@ from typing import Any, Literal
 import attrs
 import cattrs
 import cattrs.gen
+from cattrs.cols import homogenous_tuple_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from sslcore.errors import SslcoreError, did_you_mean
@@ -43,9 +45,10 @@ def _strict(expected: type):
 def _structure_literal(value: Any, literal: Any) -> Any:
     allowed = typing.get_args(literal)
     if value not in allowed or type(value) is not type(next((a for a in allowed if a == value), value)):
-        names = [str(a) for a in allowed]
-        hint = did_you_mean(str(value), names) if isinstance(value, str) else "known: " + ", ".join(sorted(names))
-        raise _TypeMismatch(f"expected one of {', '.join(repr(a) for a in allowed)}, got {_describe(value)}; {hint}")
+        message = f"expected one of {', '.join(repr(a) for a in allowed)}, got {_describe(value)}"
+        names = [a for a in allowed if isinstance(a, str)]
+        close = difflib.get_close_matches(value, names, n=1, cutoff=0.6) if isinstance(value, str) else []
+        raise _TypeMismatch(f"{message}; did you mean {close[0]!r}?" if close else message)
     return value
 
 
@@ -53,11 +56,28 @@ def _is_literal(tp: Any) -> bool:
     return typing.get_origin(tp) is Literal
 
 
+def _is_tuple(tp: Any) -> bool:
+    return typing.get_origin(tp) is tuple
+
+
+def _require_array(converter: cattrs.Converter, tp: Any):
+    """cattrs turns any iterable into a tuple ("abc" -> ('a', 'b', 'c')); a TOML array is required."""
+    structure_items = homogenous_tuple_structure_factory(tp, converter)
+
+    def structure(value: Any, _type: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise _TypeMismatch(f"expected an array, got {_describe(value)}")
+        return structure_items(value, _type)
+
+    return structure
+
+
 def make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     for primitive in (int, float, bool, str):
         converter.register_structure_hook(primitive, _strict(primitive))
     converter.register_structure_hook_func(_is_literal, _structure_literal)
+    converter.register_structure_hook_factory(_is_tuple, lambda tp: _require_array(converter, tp))
     converter.register_structure_hook_factory(attrs.has, lambda cls: _require_table(converter, cls))
     return converter
 
@@ -118,13 +138,27 @@ def unstructure(config: Any) -> dict[str, Any]:
 
 
 def config_fields(cls: type) -> list[tuple[str, str, Any]]:
-    """(name, type, default) of each field of an attrs config class, for docs and `sslcore list`."""
+    """(name, type, default) of each field of an attrs config class, for docs and `sslcore list`.
+
+    A required field's default is ``attrs.NOTHING``.
+    """
     rows = []
     hints = typing.get_type_hints(cls)
     for field in attrs.fields(cls):
         default = field.default
         if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
             default = default.factory()
-        shown_type = getattr(hints.get(field.name), "__name__", None) or str(hints.get(field.name)).replace("typing.", "")
-        rows.append((field.name, shown_type, default))
+        rows.append((field.name, type_name(hints[field.name]), default))
     return rows
+
+
+def type_name(tp: Any) -> str:
+    """A field type as a reader writes it: ``int | None``, ``tuple[float, ...]``, ``'sgd' | 'lars'``."""
+    if _is_literal(tp):
+        return " | ".join(repr(arg) for arg in typing.get_args(tp))
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is tuple:
+        return "tuple[" + ", ".join("..." if arg is Ellipsis else type_name(arg) for arg in args) + "]"
+    if args:  # unions: X | None
+        return " | ".join(type_name(arg) for arg in args)
+    return "None" if tp is type(None) else getattr(tp, "__name__", str(tp))

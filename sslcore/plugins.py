@@ -19,7 +19,7 @@ import attrs
 import pluggy
 
 from sslcore import hookspecs
-from sslcore.errors import SslcoreError
+from sslcore.errors import SslcoreError, did_you_mean
 from sslcore.recipes_registry import RecipeRegistry
 from sslcore.registry import KINDS, Provider, Registries
 
@@ -91,7 +91,8 @@ class PluginHost:
         for name in blocked:
             self.pm.set_blocked(name)
         for name, module_path in BUILTIN_PLUGINS.items():
-            self._register(importlib.import_module(module_path), name)
+            if not self.pm.is_blocked(name):  # a blocked built-in is not even imported
+                self._register(importlib.import_module(module_path), name)
         if autoload is None:
             autoload = os.environ.get(AUTOLOAD_ENV, "") in ("", "0")
         if autoload:
@@ -109,31 +110,45 @@ class PluginHost:
     def _register(self, plugin: object, name: str) -> None:
         if self.pm.is_blocked(name):
             return
+        if self.pm.has_plugin(name):
+            raise SslcoreError(f"plugin name '{name}' is already taken by {self._describe(name)}", hint="rename one")
+        previous = self.pm.get_name(plugin)
+        if previous is not None:
+            raise SslcoreError(
+                f"plugin '{name}' is already registered as {self._describe(previous)}", hint="register it once"
+            )
         try:
             self.pm.register(plugin, name=name)
-        except pluggy.PluginValidationError as error:
-            raise self._invalid(error) from None
+        except pluggy.PluginValidationError as error:  # pluggy validates before registering: pass the name
+            raise self._invalid(error, name) from None
 
-    def _invalid(self, error: pluggy.PluginValidationError) -> SslcoreError:
-        name = self.pm.get_name(error.plugin) or getattr(error.plugin, "__name__", repr(error.plugin))
+    def _invalid(self, error: pluggy.PluginValidationError, name: str | None = None) -> SslcoreError:
+        name = name or self.pm.get_name(error.plugin) or getattr(error.plugin, "__name__", repr(error.plugin))
         message = str(error)
         if "unknown hook" in message:
             hook = message.split("'")[1] if "'" in message else message
             return SslcoreError(
                 f"plugin {self._describe(name)} implements unknown hook '{hook}'",
-                hint=f"check the spelling against `sslcore plugins` (hooks: {', '.join(self.hook_names())})",
+                hint=did_you_mean(hook, self.hook_names()),
             )
+        message = "; ".join(line.strip() for line in message.splitlines() if line.strip())  # one line
         return SslcoreError(f"plugin {self._describe(name)} is invalid: {message}", hint="fix the plugin")
 
     def _describe(self, name: str) -> str:
         dist = self._dists.get(name)
-        return f"'{name}' (distribution {dist.metadata['Name']} {dist.version})" if dist else f"'{name}'"
+        return f"'{name}' (distribution {_label(dist)})" if dist else f"'{name}'"
 
     def _load_entry_points(self) -> None:
         for entry_point in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda ep: ep.name):
-            if self.pm.is_blocked(entry_point.name) or self.pm.has_plugin(entry_point.name):
+            if self.pm.is_blocked(entry_point.name):
                 continue
             dist = entry_point.dist
+            if self.pm.has_plugin(entry_point.name):
+                raise SslcoreError(
+                    f"plugin {self._describe(entry_point.name)} and distribution {_label(dist)} "
+                    f"both use the plugin name '{entry_point.name}'",
+                    hint=f"uninstall one of them, or skip both with {BLOCK_ENV}={entry_point.name}",
+                )
             if dist is not None:
                 self._dists[entry_point.name] = dist
             try:
@@ -158,7 +173,10 @@ class PluginHost:
         targets.append((self.recipes, "sslcore_register_recipes"))
         for registry, hook_name in targets:
             hook = getattr(self.pm.hook, hook_name)
-            for impl in reversed(hook.get_hookimpls()):  # registration order: built-ins first
+            # Registration order (built-ins, installed plugins, extra plugins), so a later plugin can
+            # replace=True an earlier entry; tryfirst / trylast move an implementation to either end.
+            # (pluggy lists implementations in registration order and calls them in reverse.)
+            for impl in sorted(hook.get_hookimpls(), key=lambda impl: (not impl.tryfirst, impl.trylast)):
                 registry.provider = self.provider(impl.plugin_name)
                 try:
                     impl.function(**{arg: registry for arg in impl.argnames})
@@ -177,11 +195,18 @@ class PluginHost:
     def plugins(self) -> list[PluginInfo]:
         infos = []
         for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda item: item[0]):
+            if plugin is None:  # blocked
+                continue
             provider = self.provider(name)
             hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
             dist = self._dists.get(name)
-            infos.append(PluginInfo(name, dist.metadata["Name"] if dist else "sslcore", provider.version, hooks))
+            distribution = dist.metadata["Name"] if dist else "sslcore" if name.startswith("sslcore.") else None
+            infos.append(PluginInfo(name, distribution, provider.version, hooks))
         return infos
+
+
+def _label(dist: importlib.metadata.Distribution | None) -> str:
+    return f"{dist.metadata['Name']} {dist.version}" if dist is not None else "unknown"
 
 
 def _own_version() -> str | None:

@@ -76,6 +76,12 @@ class Registry:
                 f"{self.kind} '{name}' from plugin {self.provider} has config {config!r}, which is not an attrs class",
                 hint="declare its options with @attrs.frozen(kw_only=True)",
             )
+        if "kind" in attrs.fields_dict(config):
+            raise SslcoreError(
+                f"{self.kind} '{name}' from plugin {self.provider} has a config field named 'kind', "
+                "which recipes use to name the component",
+                hint="rename the field",
+            )
         previous = self._entries.get(name)
         if previous is not None and not replace:
             raise SslcoreError(
@@ -83,7 +89,8 @@ class Registry:
                 hint="uninstall or block one of them (SSLCORE_BLOCK_PLUGINS), or register with replace=True",
             )
         if not description:
-            description = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
+            lines = (factory.__doc__ or "").strip().splitlines()
+            description = lines[0] if lines else ""
         entry = Entry(self.kind, name, factory, config, self.provider, description)
         self._entries[name] = entry
         return entry
