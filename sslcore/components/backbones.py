@@ -11,7 +11,6 @@ import math
 from typing import Any
 
 import attrs
-import timm
 import torch
 from torch import nn
 
@@ -54,6 +53,8 @@ class TimmBackboneConfig:
 
 def build_timm_backbone(config: TimmBackboneConfig) -> nn.Module:
     """A timm model by name, returning pooled features; optional CIFAR stem and MoCo v3 ViT surgery."""
+    import timm  # imported here: `sslcore list` and `sslcore check` need no timm
+
     if not timm.is_model(config.name):
         raise SslcoreError(f"unknown timm model '{config.name}'", hint=_close_timm_names(config.name))
     kwargs: dict[str, Any] = {}
@@ -81,6 +82,8 @@ def build_timm_backbone(config: TimmBackboneConfig) -> nn.Module:
 
 
 def _close_timm_names(name: str) -> str:
+    import timm
+
     close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
     listing = "timm.list_models('pattern*') lists the names"
     return f"did you mean {', '.join(repr(c) for c in close)}? ({listing})" if close else listing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Sequence
@@ -174,6 +175,11 @@ class Trainer:
             if initial and acc.is_main_process:
                 self.metrics.write({"step": 0, **initial, **{k.removesuffix("_init"): v for k, v in initial.items()}})
                 out.print("before training: " + _format(initial))
+        if self.state.step >= self.total_steps and (self.run_dir / "summary.json").is_file():
+            if acc.is_main_process:
+                out.print(f"run already finished at step {self.state.step}; results: {self.run_dir / 'summary.json'}"
+                          " (set run.resume=never or another run.name to train again)")
+            return json.loads((self.run_dir / "summary.json").read_text())
         acc.init_trackers(run.name, config=self.recipe.to_dict())
         started = time.perf_counter()
         images = 0
