@@ -16,7 +16,8 @@ def parameter_groups(model: nn.Module, settings: OptimizerSettings, lr: float) -
     """Split trainable parameters into groups by (weight decay or not, fixed learning rate or not).
 
     1-D parameters (biases, norm scales and shifts) get no weight decay when ``exclude_bias_and_norm``; with LARS
-    a zero weight decay also means no trust-ratio adaptation (timm's ``Lars``), as SimCLR / BYOL / SwAV exclude them.
+    a zero weight decay also means no trust-ratio adaptation (timm's ``Lars``), as SimCLR and BYOL exclude them
+    (SwAV's official LARC does not: its recipes set ``exclude_bias_and_norm = false``).
     """
     groups: dict[tuple[bool, bool], dict] = {}
     matched_prefixes: set[str] = set()

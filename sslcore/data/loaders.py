@@ -1,0 +1,127 @@
+"""DataLoaders of views: a source's dataset plus a view transform, run in worker processes.
+
+The transform is attached with ``datasets.Dataset.with_transform``: a worker reads a batch of rows, decodes
+only those images and applies the views, so neither decoding nor augmentation touches the main process.
+Everything attached (``ApplyViews``, the transforms) is a module-level class, so the dataset pickles for
+workers started with ``spawn`` as well as ``fork``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import datasets
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from sslcore.errors import SslcoreError
+
+ViewTransform = Callable[[Image.Image], list[torch.Tensor]]
+
+
+class ApplyViews:
+    """``with_transform`` formatter: a batch of rows -> ``views`` (a list of tensors per row), ``index``, ``label``."""
+
+    def __init__(self, transform: ViewTransform) -> None:
+        self.transform = transform
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {"views": [self.transform(image) for image in batch["image"]]}
+        for key in ("index", "label"):
+            if key in batch:
+                out[key] = batch[key]
+        return out
+
+
+def with_views(dataset: datasets.Dataset, transform: ViewTransform) -> datasets.Dataset:
+    """``dataset`` whose rows read as ``{"views": [...], "index": i, "label": y}`` (label when present)."""
+    if "image" not in dataset.column_names:
+        raise SslcoreError(
+            f"dataset has no 'image' column (columns: {', '.join(dataset.column_names)})",
+            hint="build datasets with a registered dataset source",
+        )
+    columns = [c for c in ("image", "index", "label") if c in dataset.column_names]
+    return dataset.with_transform(ApplyViews(transform), columns=columns)
+
+
+def collate_views(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows -> ``views``: one (B, C, H, W) tensor per view position (sizes may differ between positions),
+    ``index``: LongTensor (B,) and ``label``: LongTensor (B,) when the rows have labels."""
+    if not batch:
+        raise ValueError("collate_views got an empty batch")
+    num_views = len(batch[0]["views"])
+    if any(len(row["views"]) != num_views for row in batch):
+        raise ValueError("every row of a batch must have the same number of views")
+    views = []
+    for position in range(num_views):
+        group = [row["views"][position] for row in batch]
+        shapes = {tuple(view.shape) for view in group}
+        if len(shapes) > 1:
+            raise SslcoreError(
+                f"view {position} has different shapes within a batch: {sorted(shapes)}",
+                hint="images of different sizes need a transform with a fixed size (e.g. the eval view's size)",
+            )
+        views.append(torch.stack(group))
+    out: dict[str, Any] = {"views": views}
+    for key in ("index", "label"):
+        if key in batch[0]:
+            out[key] = torch.tensor([row[key] for row in batch], dtype=torch.long)
+    return out
+
+
+def make_train_loader(
+    dataset: datasets.Dataset,
+    transform: ViewTransform,
+    *,
+    batch_size: int,
+    num_workers: int,
+    shuffle: bool = True,
+    drop_last: bool = True,
+    seed: int = 0,
+    pin_memory: bool | None = None,
+    prefetch_factor: int | None = None,
+) -> DataLoader:
+    """A DataLoader of view batches (see :func:`collate_views`), ready for ``accelerator.prepare``.
+
+    ``batch_size`` is per process. Shuffling and each worker's augmentation seed come from a generator
+    seeded with ``seed``, so a run is reproducible. Workers persist across epochs; memory is pinned when
+    CUDA is available (``pin_memory`` overrides).
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if drop_last and len(dataset) < batch_size:
+        raise SslcoreError(
+            f"the training set has {len(dataset)} images, fewer than one batch of {batch_size}",
+            hint="lower the batch size or use more data",
+        )
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return DataLoader(
+        with_views(dataset, transform),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        collate_fn=collate_views,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
+        generator=generator,
+    )
+
+
+def make_eval_loader(
+    dataset: datasets.Dataset, transform: ViewTransform, *, batch_size: int, num_workers: int
+) -> DataLoader:
+    """A DataLoader over ``dataset`` in order, keeping every row (no shuffle, no dropped last batch)."""
+    return DataLoader(
+        with_views(dataset, transform),
+        batch_size=batch_size,
+        shuffle=False,
+        drop_last=False,
+        num_workers=num_workers,
+        collate_fn=collate_views,
+        pin_memory=torch.cuda.is_available(),
+    )

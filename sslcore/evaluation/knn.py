@@ -1,0 +1,145 @@
+"""Weighted k-nearest-neighbour classification of frozen features (Wu et al. 2018, InstDisc sec. 3.4).
+
+A test image's k most cosine-similar training images vote for their class with weight exp(s / T); the class
+with the largest summed vote wins. As ``knn_classifier`` of facebookresearch/dino ``eval_knn.py`` and ``kNN``
+of zhirongw/lemniscate.pytorch ``test.py``, both with k = 200 and T = 0.07 (the paper's NCE temperature).
+"""
+
+from __future__ import annotations
+
+import attrs
+import datasets
+import torch
+import torch.nn.functional as nnf
+from attrs import validators as v
+from torch import nn
+
+from sslcore.data.views import EvalViewsConfig, build_eval
+from sslcore.errors import SslcoreError
+from sslcore.evaluation.features import (
+    check_labels,
+    count_classes,
+    dataset_features,
+    first_rows,
+    require_labels,
+    topk_accuracy,
+)
+
+
+@torch.no_grad()
+def knn_classify(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    *,
+    k: int,
+    temperature: float,
+    num_classes: int,
+    query_chunk: int = 256,
+    train_chunk: int = 65536,
+) -> torch.Tensor:
+    """Summed class votes (N_test, num_classes) of the weighted kNN classifier; argmax is the prediction.
+
+    Features are L2-normalized here, so similarities are cosines. ``k`` above the training-set size uses
+    every training image. Memory stays at ``query_chunk`` x (``train_chunk`` + k) similarities: the k best
+    neighbours are merged chunk by chunk over the training set, so no N_test x N_train matrix is formed.
+    Weights are exp(s / T) exactly; T below ~0.012 overflows float32.
+    """
+    if train_features.dim() != 2 or test_features.dim() != 2 or train_features.shape[1] != test_features.shape[1]:
+        raise ValueError(
+            f"features must be (N, D) with equal D, got train {tuple(train_features.shape)} and test "
+            f"{tuple(test_features.shape)}"
+        )
+    if train_labels.shape != (train_features.shape[0],):
+        raise ValueError(f"train_labels must be ({train_features.shape[0]},), got {tuple(train_labels.shape)}")
+    if train_features.shape[0] == 0:
+        raise ValueError("kNN needs at least one training feature")
+    if k <= 0 or temperature <= 0 or query_chunk <= 0 or train_chunk <= 0:
+        raise ValueError("k, temperature, query_chunk and train_chunk must be positive")
+    train = nnf.normalize(train_features.float(), dim=1)
+    test = nnf.normalize(test_features.float(), dim=1)
+    labels = train_labels.to(train.device, torch.long)
+    k = min(k, train.shape[0])
+    scores = test.new_zeros(test.shape[0], num_classes)
+    for q_start in range(0, test.shape[0], query_chunk):
+        queries = test[q_start : q_start + query_chunk]
+        best_sim = queries.new_empty(queries.shape[0], 0)
+        best_idx = torch.empty(queries.shape[0], 0, dtype=torch.long, device=queries.device)
+        for t_start in range(0, train.shape[0], train_chunk):
+            sim = queries @ train[t_start : t_start + train_chunk].T
+            idx = torch.arange(t_start, t_start + sim.shape[1], device=queries.device).expand(sim.shape[0], -1)
+            sim, idx = torch.cat([best_sim, sim], dim=1), torch.cat([best_idx, idx], dim=1)
+            best_sim, pos = sim.topk(min(k, sim.shape[1]), dim=1)
+            best_idx = idx.gather(1, pos)
+        weights = (best_sim / temperature).exp()
+        scores[q_start : q_start + queries.shape[0]].scatter_add_(1, labels[best_idx], weights)
+    return scores
+
+
+@attrs.frozen(kw_only=True)
+class KnnConfig:
+    """Weighted kNN monitor (InstDisc protocol) on the backbone's features of the evaluation view.
+
+    ``k``: neighbours (200 as InstDisc / DINO; DINO also reports 20); ``temperature``: T of the vote weights
+    exp(s / T); ``batch_size`` / ``num_workers``: of the feature-extraction loaders; ``limit_train`` /
+    ``limit_eval``: use only the first n images of the train (memory) / eval (query) split; ``transform``:
+    the evaluation view (must match the training views' resolution and normalization).
+    """
+
+    k: int = attrs.field(default=200, validator=v.gt(0))
+    temperature: float = attrs.field(default=0.07, validator=v.gt(0))
+    batch_size: int = attrs.field(default=256, validator=v.gt(0))
+    num_workers: int = attrs.field(default=2, validator=v.ge(0))
+    limit_train: int | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
+    limit_eval: int | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
+    transform: EvalViewsConfig = attrs.field(factory=EvalViewsConfig)
+
+
+class KnnEvaluator:
+    """Reports ``knn_top1`` (and ``knn_top5`` with more than 5 classes), in percent.
+
+    Features are extracted on the calling process (the engine calls it on the main process only).
+    """
+
+    def __init__(self, config: KnnConfig) -> None:
+        self.config = config
+        self.transform = build_eval(config.transform)
+
+    def evaluate(
+        self,
+        backbone: nn.Module,
+        train_dataset: datasets.Dataset,
+        eval_dataset: datasets.Dataset,
+        device: torch.device | str,
+    ) -> dict[str, float]:
+        config = self.config
+        train = first_rows(train_dataset, config.limit_train)
+        test = first_rows(eval_dataset, config.limit_eval)
+        if len(train) == 0 or len(test) == 0:
+            raise SslcoreError(
+                f"kNN evaluation got {len(train)} train and {len(test)} eval images", hint="use non-empty splits"
+            )
+        train_labels = require_labels(train, "kNN", "train")
+        test_labels = require_labels(test, "kNN", "eval")
+        num_classes = count_classes(train, train_labels, test_labels)
+        check_labels(train_labels, num_classes, "train")
+        check_labels(test_labels, num_classes, "eval")
+        extract = dict(batch_size=config.batch_size, num_workers=config.num_workers, device=device)
+        train_features = dataset_features(backbone, train, self.transform, **extract)
+        test_features = dataset_features(backbone, test, self.transform, **extract)
+        scores = knn_classify(
+            train_features,
+            train_labels.to(device),
+            test_features,
+            k=config.k,
+            temperature=config.temperature,
+            num_classes=num_classes,
+        )
+        ks = (1, 5) if num_classes > 5 else (1,)
+        accuracy = topk_accuracy(scores, test_labels.to(device), ks)
+        return {f"knn_top{k}": accuracy[k] for k in ks}
+
+
+def build_knn(config: KnnConfig) -> KnnEvaluator:
+    """Weighted kNN (k = 200, T = 0.07) on L2-normalized features: knn_top1 / knn_top5."""
+    return KnnEvaluator(config)
