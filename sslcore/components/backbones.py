@@ -37,6 +37,8 @@ class TimmBackboneConfig:
         num_heads: attention heads of a ViT, when they differ from timm's (MoCo v3's ViT-S uses 12, timm's 6).
         global_pool: timm pooling of the final features (``avg``, ``token``, ...); timm's default if unset.
         weight_init: timm ViT initialisation scheme (``moco`` follows MoCo v3's ``vits.py``); timm's default if unset.
+        dynamic_img_size: a ViT accepts any input size, its position embedding resampled (multi-crop: DINO's
+            96 px local crops through a 224 px ViT).
     """
 
     name: str
@@ -49,6 +51,7 @@ class TimmBackboneConfig:
     num_heads: int | None = attrs.field(default=None, validator=_optional_positive)
     global_pool: str | None = None
     weight_init: str | None = None
+    dynamic_img_size: bool = False
 
 
 def build_timm_backbone(config: TimmBackboneConfig) -> nn.Module:
@@ -61,6 +64,8 @@ def build_timm_backbone(config: TimmBackboneConfig) -> nn.Module:
     for key in ("img_size", "num_heads", "global_pool", "weight_init"):
         if getattr(config, key) is not None:
             kwargs[key] = getattr(config, key)
+    if config.dynamic_img_size:
+        kwargs["dynamic_img_size"] = True
     if config.drop_path_rate > 0:
         kwargs["drop_path_rate"] = config.drop_path_rate
     try:

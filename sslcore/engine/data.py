@@ -16,10 +16,13 @@ from torch.utils.data import Dataset, Sampler
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
-    """Yields ``(epoch, index)``: a permutation seeded by ``seed + epoch`` (or the identity when not shuffling)."""
+    """Yields ``(epoch, index)`` for the first ``length`` entries of a permutation of all ``num_samples`` indices,
+    seeded by ``seed + epoch`` (the identity when not shuffling): every sample can be drawn in every epoch, and
+    ``length`` (whole global batches) keeps all processes at the same number of steps."""
 
-    def __init__(self, num_samples: int, seed: int, shuffle: bool = True) -> None:
+    def __init__(self, num_samples: int, length: int, seed: int, shuffle: bool = True) -> None:
         self.num_samples = num_samples
+        self.length = min(length, num_samples)
         self.seed = seed
         self.shuffle = shuffle
         self.epoch = 0
@@ -32,10 +35,10 @@ class EpochSampler(Sampler[tuple[int, int]]):
             order = torch.randperm(self.num_samples, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         else:
             order = torch.arange(self.num_samples)
-        return iter((self.epoch, index) for index in order.tolist())
+        return iter((self.epoch, index) for index in order[: self.length].tolist())
 
     def __len__(self) -> int:
-        return self.num_samples
+        return self.length
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

@@ -83,7 +83,8 @@ class StepSchedule:
         if s.kind == "constant":
             return 1.0
         if s.kind == "step":
-            return s.gamma ** sum(step >= milestone for milestone in self.milestone_steps)
+            passed = sum(step >= milestone for milestone in self.milestone_steps)
+            return s.factors[passed - 1] if passed else 1.0
         decay_steps = max(self.total_steps - self.warmup_steps, 1)
         return cosine(1.0, s.final_lr_ratio, (step - self.warmup_steps) / decay_steps)
 

@@ -82,8 +82,8 @@ class ScheduleSettings:
     """``[schedule]``: per-step learning-rate (and optionally weight-decay) schedule.
 
     Linear warm-up from ``warmup_start_ratio * lr`` over ``warmup_epochs``, then cosine decay to
-    ``final_lr_ratio * lr`` (``kind = "cosine"``), constant, or step decay: the lr is multiplied by ``gamma`` at each
-    epoch in ``milestones`` (``kind = "step"``; MoCo v1 and InstDisc: 0.1 at epochs 120 and 160). ``weight_decay_end`` (DINO) moves the weight
+    ``final_lr_ratio * lr`` (``kind = "cosine"``), constant, or piecewise constant (``kind = "step"``): from epoch
+    ``milestones[i]`` on, the lr is ``factors[i] * lr`` (MoCo v1, InstDisc: milestones [120, 160], factors [0.1, 0.01]). ``weight_decay_end`` (DINO) moves the weight
     decay from the optimizer's value to this one along a cosine.
     """
 
@@ -93,10 +93,12 @@ class ScheduleSettings:
     final_lr_ratio: float = attrs.field(default=0.0, validator=v.ge(0))
     weight_decay_end: float | None = attrs.field(default=None, validator=v.optional(v.ge(0)))
     milestones: tuple[float, ...] = ()
-    gamma: float = attrs.field(default=0.1, validator=[v.gt(0), v.le(1)])
+    factors: tuple[float, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         if (self.kind == "step") != bool(self.milestones):
             raise ValueError("milestones are required by kind = 'step' and only used by it")
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"milestones must be increasing, got {list(self.milestones)}")
+        if len(self.factors) != len(self.milestones) or any(f <= 0 for f in self.factors):
+            raise ValueError("factors needs one positive lr multiplier per milestone")

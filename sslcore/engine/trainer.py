@@ -117,7 +117,7 @@ class Trainer:
         optimizer = build_optimizer(method, recipe.optimizer, run.batch_size)
         self.schedule = StepSchedule(recipe.schedule, self.total_steps, self.steps_per_epoch)
 
-        self.sampler = EpochSampler(self.steps_per_epoch * run.batch_size, seed=run.seed)
+        self.sampler = EpochSampler(len(self.train_data), self.steps_per_epoch * run.batch_size, seed=run.seed)
         views = TrainingViews(self.train_data, recipe.require("views", needed_by="training").build(), seed=run.seed)
         loader = DataLoader(
             views,
@@ -248,9 +248,10 @@ class Trainer:
     def _optimize(self, loss: torch.Tensor, info: StepInfo) -> None:
         self.schedule.apply(self.optimizer, info.step)
         self.accelerator.backward(loss)
+        self.accelerator.unscale_gradients()  # fp16: methods and clipping see true gradients (no-op otherwise)
         self.method.before_optimizer_step(info)
         if self.recipe.run.grad_clip is not None:
-            self.accelerator.clip_grad_norm_(self.model.parameters(), self.recipe.run.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.run.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.method.after_optimizer_step(info)

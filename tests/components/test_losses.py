@@ -265,7 +265,7 @@ def test_nce_matches_instdisc_equations_and_fixes_z_after_the_first_batch(regist
     n, t = 1000, 0.1
     f, pos = torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
     negatives = torch.randn(4, 5, 6, dtype=torch.float64)
-    loss = build(registry, "nce", temperature=t).double()
+    loss = build(registry, "nce", temperature=t, normalize=True).double()
     assert float(loss.normalizer) == 0.0
 
     # The official estimate: Z = mean over the batch's positives and negatives of exp(v.f/t), times n.
@@ -278,7 +278,7 @@ def test_nce_matches_instdisc_equations_and_fixes_z_after_the_first_batch(regist
 
     # Z stays fixed on later batches, and it travels with the state dict.
     shared = torch.randn(7, 6, dtype=torch.float64)
-    restored = NCELoss(temperature=t).double()
+    restored = NCELoss(temperature=t, normalize=True).double()
     restored.load_state_dict(loss.state_dict())
     assert "normalizer" in loss.state_dict()
     assert_matches_reference(
@@ -286,6 +286,7 @@ def test_nce_matches_instdisc_equations_and_fixes_z_after_the_first_batch(regist
     )
     assert float(restored.normalizer) == pytest.approx(z, rel=1e-12)
     assert NCEConfig().temperature == 0.07
+    assert NCEConfig().normalize is False  # official NCEAverage uses bank entries as stored
 
 
 def test_soft_cross_entropy_matches_swav_and_dino(registry):

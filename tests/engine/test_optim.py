@@ -66,7 +66,7 @@ def test_warmup_cosine_final_ratio_and_weight_decay_schedule():
 
 
 def test_step_schedule_decays_at_milestone_epochs():
-    schedule = StepSchedule(ScheduleSettings(kind="step", milestones=(2, 3), gamma=0.1), total_steps=20,
+    schedule = StepSchedule(ScheduleSettings(kind="step", milestones=(2, 3), factors=(0.1, 0.01)), total_steps=20,
                             steps_per_epoch=5)
     assert [schedule.lr_factor(s) for s in (0, 9, 10, 14, 15, 19)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
     with pytest.raises(ValueError, match="milestones"):

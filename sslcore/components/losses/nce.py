@@ -26,12 +26,12 @@ class NCEConfig:
 
     Attributes:
         temperature: tau of P(i|v) = exp(v_i . v / tau) / Z (Eq. 2); 0.07 in the paper and official code.
-        normalize: L2-normalise features, positives and negatives (InstDisc's features and memory entries are
-            unit vectors; normalising them again changes nothing).
+        normalize: L2-normalise features, positives and negatives first. Off by default, as the official
+            ``NCEAverage``: memory entries start uniform in [-stdv, stdv] (not unit vectors) and are used as stored.
     """
 
     temperature: float = attrs.field(default=0.07, validator=attrs.validators.gt(0))
-    normalize: bool = True
+    normalize: bool = False
 
 
 class NCELoss(nn.Module):
@@ -46,7 +46,7 @@ class NCELoss(nn.Module):
 
     normalizer: torch.Tensor
 
-    def __init__(self, temperature: float = 0.07, normalize: bool = True) -> None:
+    def __init__(self, temperature: float = 0.07, normalize: bool = False) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")

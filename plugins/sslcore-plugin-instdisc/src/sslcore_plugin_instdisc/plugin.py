@@ -1,0 +1,18 @@
+"""Registers the ``instdisc`` method and the recipes shipped in ``recipes/``."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from sslcore import hookimpl
+from sslcore_plugin_instdisc.method import InstDiscConfig, build_instdisc
+
+
+@hookimpl
+def sslcore_register_methods(registry):
+    registry.add("instdisc", build_instdisc, InstDiscConfig)
+
+
+@hookimpl
+def sslcore_register_recipes(registry):
+    registry.add_directory(files("sslcore_plugin_instdisc") / "recipes")

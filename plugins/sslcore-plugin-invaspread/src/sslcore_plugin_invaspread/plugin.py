@@ -1,0 +1,24 @@
+"""Registers the ``invaspread`` method, its ``invaspread`` loss and the recipes shipped in ``recipes/``."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from sslcore import hookimpl
+from sslcore_plugin_invaspread.loss import InvaSpreadLossConfig, build_invaspread_loss
+from sslcore_plugin_invaspread.method import InvaSpreadConfig, build_invaspread
+
+
+@hookimpl
+def sslcore_register_losses(registry):
+    registry.add("invaspread", build_invaspread_loss, InvaSpreadLossConfig)
+
+
+@hookimpl
+def sslcore_register_methods(registry):
+    registry.add("invaspread", build_invaspread, InvaSpreadConfig)
+
+
+@hookimpl
+def sslcore_register_recipes(registry):
+    registry.add_directory(files("sslcore_plugin_invaspread") / "recipes")

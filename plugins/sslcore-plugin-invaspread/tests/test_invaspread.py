@@ -1,0 +1,239 @@
+"""InvaSpread: the loss against the paper's formula written as loops, three training steps against the official
+BatchCriterion written out here, the recipes, the engine, and 2 processes x B against 1 process x 2B."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import sys
+
+import attrs
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sslcore_plugin_invaspread.plugin as invaspread_plugin
+from sslcore import distributed, hookimpl
+from sslcore.components.heads import MLPHead, MLPHeadConfig
+from sslcore.components.key_stores import InBatchKeys
+from sslcore.errors import SslcoreError
+from sslcore.method import Batch, MethodParts, StepInfo
+from sslcore.plugins import PluginHost
+from sslcore.recipe import resolve
+from sslcore.testing import build_method, run_distributed
+from sslcore_plugin_invaspread import InvaSpread, InvaSpreadLoss
+
+BATCH = 4  # global, images
+TEMPERATURE = 0.1
+SGD = dict(lr=0.03, momentum=0.9, weight_decay=5e-4)
+
+
+# -- a BatchNorm-free tiny backbone, registered through a test plugin (this module) ---------------------------
+@attrs.frozen(kw_only=True)
+class TinyConfig:
+    """Tiny test backbone. width: output channels."""
+
+    width: int = 6
+
+
+class Tiny(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, width, 3, stride=2, padding=1)
+        self.num_features = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv(x)).mean(dim=(2, 3))
+
+
+@hookimpl
+def sslcore_register_backbones(registry):
+    registry.add("tiny", lambda config: Tiny(config.width), TinyConfig)
+
+
+@functools.cache
+def make_host() -> PluginHost:
+    plugins = [("tiny", sys.modules[__name__]), ("invaspread", invaspread_plugin)]
+    return PluginHost(autoload=False, extra_plugins=plugins)
+
+
+DOCUMENT = {
+    "backbone": {"kind": "tiny"},
+    "heads": {"embedding": {"kind": "mlp", "num_layers": 1, "out_dim": 8}},
+    "key_store": {"kind": "in_batch", "stop_gradient": True},
+    "loss": {"kind": "invaspread", "temperature": TEMPERATURE},
+    "method": {"kind": "invaspread"},
+}
+
+
+def build(document: dict | None = None):
+    return build_method(document or DOCUMENT, host=make_host())
+
+
+def step_data() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(1)
+    return [(torch.randn(BATCH, 3, 8, 8, generator=generator), torch.randn(BATCH, 3, 8, 8, generator=generator))
+            for _ in range(3)]
+
+
+# -- the paper's Eq. (7) as the official code computes it, with explicit loops --------------------------------
+def loop_loss(f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+    """-1/2B sum_i [log P(i) + sum_{k != i, p(i)} log(1 - P(k|i))], anchors with gradient, keys constant."""
+    anchors = torch.cat([f1, f2])
+    keys = anchors.detach()
+    n = anchors.shape[0]
+    half = n // 2
+    total = anchors.new_zeros(())
+    for i in range(n):
+        positive = (i + half) % n
+        scores = [torch.exp(anchors[i] @ keys[k] / TEMPERATURE) for k in range(n)]
+        denominator = sum(scores[k] for k in range(n) if k != i)
+        total = total + torch.log(scores[positive] / denominator)
+        for k in range(n):
+            if k not in (i, positive):
+                total = total + torch.log(1 - scores[k] / denominator)
+    return -total / n
+
+
+def official_batch_criterion(x: torch.Tensor) -> torch.Tensor:
+    """BatchAverage.py BatchCriterion.forward with negM = 1, for x = [view 1; view 2] (2B, D)."""
+    batch_size = x.size(0)
+    reordered_x = torch.cat((x.narrow(0, batch_size // 2, batch_size // 2), x.narrow(0, 0, batch_size // 2)), 0)
+    pos = (x * reordered_x.detach()).sum(1).div(TEMPERATURE).exp()
+    all_prob = torch.mm(x, x.t().detach()).div(TEMPERATURE).exp() * (1 - torch.eye(batch_size))
+    all_div = all_prob.sum(1)
+    ln_pmt = torch.div(pos, all_div)
+    ln_pon = torch.div(all_prob, all_div.repeat(batch_size, 1).t())
+    ln_pon = (-ln_pon.add(-1)).log()
+    ln_pon = ln_pon.sum(1) - (-ln_pmt.add(-1)).log()
+    ln_pmt = ln_pmt.log()
+    return -(ln_pmt.sum(0) + ln_pon.sum(0)) / batch_size
+
+
+def test_loss_matches_the_formula_and_its_gradient():
+    generator = torch.Generator().manual_seed(0)
+    features = F.normalize(torch.randn(3, 2, 5, generator=generator, dtype=torch.float64), dim=2)
+    mine = features.clone().requires_grad_(True)
+    theirs = features.clone().requires_grad_(True)
+    loss = InvaSpreadLoss(temperature=TEMPERATURE)(mine)
+    expected = loop_loss(theirs[:, 0], theirs[:, 1])
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(mine.grad, theirs.grad)
+    torch.testing.assert_close(official_batch_criterion(torch.cat([features[:, 0], features[:, 1]])), expected)
+    with pytest.raises(ValueError, match=r"\(B, 2, D\)"):
+        InvaSpreadLoss()(features[:, :1])
+    with pytest.raises(ValueError, match="offset"):
+        InvaSpreadLoss()(features, features, offset=1)
+
+
+def test_three_steps_match_the_official_code():
+    torch.manual_seed(0)
+    method = build()
+    reference = nn.Sequential(copy.deepcopy(method.backbone), copy.deepcopy(method.embedding))
+    initial = [p.detach().clone() for p in method.parameters()]
+    optimizer = torch.optim.SGD(method.parameters(), **SGD)
+    reference_optimizer = torch.optim.SGD(reference.parameters(), **SGD)
+    for step, (x1, x2) in enumerate(step_data()):
+        output = method(Batch(views=[x1, x2], index=torch.arange(BATCH)), StepInfo(step, 3, 3))
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+
+        features = F.normalize(reference(torch.cat((x1, x2), 0)), dim=1)  # demo_seen.py: net(cat(inputs1, inputs2))
+        expected = official_batch_criterion(features)
+        reference_optimizer.zero_grad()
+        expected.backward()
+        reference_optimizer.step()
+
+        torch.testing.assert_close(output.loss, expected, rtol=1e-5, atol=1e-6)
+        for got, want in zip(method.parameters(), reference.parameters(), strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert all(not torch.allclose(p, p0) for p, p0 in zip(method.parameters(), initial))
+
+
+def test_rejects_wrong_views_and_components():
+    torch.manual_seed(0)
+    method = build()
+    x1, _ = step_data()[0]
+    with pytest.raises(SslcoreError, match="2 views"):
+        method(Batch(views=[x1], index=torch.arange(BATCH)), StepInfo(0, 1, 1))
+    with pytest.raises(SslcoreError, match="in_batch"):
+        build({**DOCUMENT, "key_store": {"kind": "queue", "size": 16}})
+    with pytest.raises(SslcoreError, match="its own loss"):
+        build({**DOCUMENT, "loss": {"kind": "ntxent"}})
+
+
+def test_recipes_resolve_and_smoke_builds():
+    host = make_host()
+    for name in ("invaspread_resnet18", "invaspread_cifar10"):
+        recipe = resolve(name, host)
+        assert recipe.components["loss"].config.temperature == 0.1
+        assert recipe.components["heads.embedding"].config.out_dim == 128
+        assert recipe.components["views"].config.num_views == 2
+        assert (recipe.run.batch_size, recipe.optimizer.base_lr, recipe.optimizer.weight_decay) == (128, 0.03, 5e-4)
+
+    smoke = resolve("invaspread_smoke", host)
+    parts = MethodParts(smoke, num_samples=64, total_steps=4, steps_per_epoch=4)
+    torch.manual_seed(0)
+    method = smoke.components["method"].build(parts=parts)
+    parts.check_all_used()
+    views = [torch.randn(16, 3, 32, 32), torch.randn(16, 3, 32, 32)]
+    loss = method(Batch(views=views, index=torch.arange(16)), StepInfo(0, 4, 4)).loss
+    assert loss.ndim == 0 and math.isfinite(loss.item())
+
+
+def test_engine_trains_the_smoke_recipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from sslcore.engine.trainer import train_from_recipe  # imported here: the gloo workers never need it
+
+    summary = train_from_recipe("invaspread_smoke", [f"run.output_dir={tmp_path}"], host=make_host())
+    assert summary["steps"] == 4 and math.isfinite(summary["final_loss"])
+    assert 0.0 <= summary["knn_top1"] <= 100.0
+    assert (tmp_path / "invaspread_smoke" / "backbone.safetensors").is_file()
+
+
+# -- 2 processes x 2 images == 1 process x 4 images -----------------------------------------------------------
+def build_direct() -> InvaSpread:
+    """The method of DOCUMENT, built from its classes: the gloo workers skip the plugin host's imports."""
+    embedding = MLPHead(MLPHeadConfig(num_layers=1, out_dim=8), in_dim=6)
+    return InvaSpread(Tiny(6), embedding, InBatchKeys(8, stop_gradient=True), InvaSpreadLoss(TEMPERATURE))
+
+
+def train(rank: int, world: int) -> dict:
+    """Three SGD steps on this rank's images of the global batch (DDP averages the gradients when world > 1)."""
+    torch.manual_seed(0)
+    method = build_direct()
+    model = torch.nn.parallel.DistributedDataParallel(method, broadcast_buffers=False) if world > 1 else method
+    optimizer = torch.optim.SGD(method.parameters(), **SGD)
+    local = BATCH // world
+    rows = slice(rank * local, (rank + 1) * local)
+    losses = []
+    for step, (x1, x2) in enumerate(step_data()):
+        output = model(Batch(views=[x1[rows], x2[rows]], index=torch.arange(BATCH)[rows]), StepInfo(step, 3, 3))
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+        losses.append(output.loss.detach())
+    return {
+        "world": distributed.world_size(),
+        "losses": torch.stack(losses),
+        "params": [p.detach().clone() for p in method.parameters()],
+    }
+
+
+@pytest.mark.distributed
+def test_two_processes_equal_one_process_with_the_global_batch():
+    shapes = {name: tensor.shape for name, tensor in build().state_dict().items()}
+    assert shapes == {name: tensor.shape for name, tensor in build_direct().state_dict().items()}
+    ranks = run_distributed(train, world_size=2)
+    single = train(0, 1)
+    assert [r["world"] for r in ranks] == [2, 2]
+    torch.testing.assert_close((ranks[0]["losses"] + ranks[1]["losses"]) / 2, single["losses"], rtol=1e-5, atol=1e-6)
+    for result in ranks:
+        for got, want in zip(result["params"], single["params"], strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
