@@ -1,0 +1,65 @@
+"""sslcore's training step: the engine's own ``Trainer`` built from a recipe, fed a fixed in-memory batch."""
+
+from __future__ import annotations
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+
+from benchmarks.common import BenchConfig
+from sslcore.engine.trainer import Trainer
+from sslcore.errors import SslcoreError
+from sslcore.method import Method, StepInfo
+from sslcore.plugins import PluginHost
+from sslcore.recipe import Recipe
+
+
+def make_accelerator(config: BenchConfig) -> Accelerator:
+    """The accelerator the engine would make for this device and precision (one process)."""
+    return Accelerator(
+        cpu=config.device == "cpu",
+        mixed_precision="bf16" if config.bf16 else "no",
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
+    )
+
+
+class SslcoreStep:
+    """One optimizer step exactly as ``Trainer.fit`` takes it, minus the data loader.
+
+    The body of ``fit``'s loop: ``_forward`` (autocast, the method's forward and loss), the loss and stop-flag
+    reduction with its ``.item()`` calls, ``_optimize`` (schedule, backward, optimizer step, zero_grad,
+    ``after_optimizer_step``), the logs turned into floats, and the step counter.
+    """
+
+    def __init__(self, recipe: Recipe, host: PluginHost, config: BenchConfig, views: list[torch.Tensor]) -> None:
+        accelerator = make_accelerator(config)
+        self.trainer = Trainer(recipe, host, accelerator)
+        config.prepare(self.trainer.model)
+        batch = views[0].shape[0]
+        device = accelerator.device
+        self.raw = {
+            "views": views,
+            "index": torch.arange(batch, device=device),
+            "label": torch.zeros(batch, dtype=torch.long, device=device),
+        }
+        self.last_logs: dict[str, float] = {}
+
+    @property
+    def method(self) -> Method:
+        return self.trainer.method
+
+    def __call__(self) -> float:
+        trainer = self.trainer
+        acc = trainer.accelerator
+        info = StepInfo(trainer.state.step, trainer.total_steps, trainer.steps_per_epoch)
+        output = trainer._forward(self.raw, info)
+        flags = acc.reduce(torch.tensor([output.loss.detach().float().item(), 0.0], device=acc.device), reduction="sum")
+        mean_loss = flags[0].item() / acc.num_processes
+        if not torch.isfinite(flags[0]):
+            raise SslcoreError(f"the benchmarked loss became non-finite ({mean_loss}) at step {trainer.state.step}")
+        trainer._optimize(output.loss, info)
+        self.last_logs = {k: float(v) for k, v in output.logs.items()}
+        trainer.state.step += 1
+        if flags[1].item() > 0:
+            raise SslcoreError("unexpected stop flag in the benchmark")
+        return mean_loss
