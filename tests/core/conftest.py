@@ -5,8 +5,6 @@ Every test gets a fresh :class:`PluginHost` and a clean environment: no global p
 so that exact messages do not depend on what the built-ins register.
 """
 
-from __future__ import annotations
-
 import functools
 import importlib.metadata
 import os

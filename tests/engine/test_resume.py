@@ -10,7 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from conftest import MOCO_STORE, recipe_text, run_sslcore
+from engine_support import MOCO_STORE, accelerate_launch, recipe_text, run_sslcore
 
 from sslcore.engine.checkpoint import latest_checkpoint, list_checkpoints
 
@@ -99,7 +99,7 @@ def test_a_non_finite_loss_stops_with_one_line_and_keeps_the_last_checkpoint(tmp
 
 def test_two_process_resume_restores_each_ranks_own_queue_shard(tmp_path, plugin_env):
     """A per-rank (sharded) queue differs between ranks; each rank's shard comes back from its own file."""
-    from conftest import accelerate_launch
+
 
     store = MOCO_STORE.replace('size = 64', 'size = 64\nsharding = "sharded"')
     recipe = tmp_path / "r.toml"
