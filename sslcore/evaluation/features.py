@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import datasets
 import torch
@@ -100,3 +101,48 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks: Sequence[int])
     ranked = torch.sort(scores, dim=1, descending=True, stable=True).indices
     hits = ranked[:, : max(ks)] == labels.view(-1, 1)
     return {k: 100.0 * hits[:, :k].any(dim=1).sum().item() / labels.numel() for k in ks}
+
+
+class LabelledFeatures(NamedTuple):
+    """Features and labels of both splits, the class count checked against both."""
+
+    train_features: torch.Tensor
+    train_labels: torch.Tensor
+    test_features: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int
+
+
+def labelled_features(
+    backbone: nn.Module,
+    train_dataset: datasets.Dataset,
+    eval_dataset: datasets.Dataset,
+    transform: ViewTransform,
+    *,
+    evaluator: str,
+    limit_train: int | None,
+    limit_eval: int | None,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device | str,
+) -> LabelledFeatures:
+    """What every protocol on frozen features starts from: limited splits, checked labels, features."""
+    train = first_rows(train_dataset, limit_train)
+    test = first_rows(eval_dataset, limit_eval)
+    if len(train) == 0 or len(test) == 0:
+        raise SslcoreError(
+            f"{evaluator} evaluation got {len(train)} train and {len(test)} eval images", hint="use non-empty splits"
+        )
+    train_labels = require_labels(train, evaluator, "train")
+    test_labels = require_labels(test, evaluator, "eval")
+    num_classes = count_classes(train, train_labels, test_labels)
+    check_labels(train_labels, num_classes, "train")
+    check_labels(test_labels, num_classes, "eval")
+    extract = dict(batch_size=batch_size, num_workers=num_workers, device=device)
+    return LabelledFeatures(
+        dataset_features(backbone, train, transform, **extract),
+        train_labels.to(device),
+        dataset_features(backbone, test, transform, **extract),
+        test_labels.to(device),
+        num_classes,
+    )

@@ -15,15 +15,7 @@ from attrs import validators as v
 from torch import nn
 
 from sslcore.data.views import EvalViewsConfig, build_eval
-from sslcore.errors import SslcoreError
-from sslcore.evaluation.features import (
-    check_labels,
-    count_classes,
-    dataset_features,
-    first_rows,
-    require_labels,
-    topk_accuracy,
-)
+from sslcore.evaluation.features import labelled_features, topk_accuracy
 
 
 @torch.no_grad()
@@ -113,30 +105,20 @@ class KnnEvaluator:
         device: torch.device | str,
     ) -> dict[str, float]:
         config = self.config
-        train = first_rows(train_dataset, config.limit_train)
-        test = first_rows(eval_dataset, config.limit_eval)
-        if len(train) == 0 or len(test) == 0:
-            raise SslcoreError(
-                f"kNN evaluation got {len(train)} train and {len(test)} eval images", hint="use non-empty splits"
-            )
-        train_labels = require_labels(train, "kNN", "train")
-        test_labels = require_labels(test, "kNN", "eval")
-        num_classes = count_classes(train, train_labels, test_labels)
-        check_labels(train_labels, num_classes, "train")
-        check_labels(test_labels, num_classes, "eval")
-        extract = dict(batch_size=config.batch_size, num_workers=config.num_workers, device=device)
-        train_features = dataset_features(backbone, train, self.transform, **extract)
-        test_features = dataset_features(backbone, test, self.transform, **extract)
+        data = labelled_features(
+            backbone, train_dataset, eval_dataset, self.transform, evaluator="kNN", limit_train=config.limit_train,
+            limit_eval=config.limit_eval, batch_size=config.batch_size, num_workers=config.num_workers, device=device,
+        )
         scores = knn_classify(
-            train_features,
-            train_labels.to(device),
-            test_features,
+            data.train_features,
+            data.train_labels,
+            data.test_features,
             k=config.k,
             temperature=config.temperature,
-            num_classes=num_classes,
+            num_classes=data.num_classes,
         )
-        ks = (1, 5) if num_classes > 5 else (1,)
-        accuracy = topk_accuracy(scores, test_labels.to(device), ks)
+        ks = (1, 5) if data.num_classes > 5 else (1,)
+        accuracy = topk_accuracy(scores, data.test_labels, ks)
         return {f"knn_top{k}": accuracy[k] for k in ks}
 
 

@@ -20,15 +20,7 @@ from attrs import validators as v
 from torch import nn
 
 from sslcore.data.views import EvalViewsConfig, build_eval
-from sslcore.errors import SslcoreError
-from sslcore.evaluation.features import (
-    check_labels,
-    count_classes,
-    dataset_features,
-    first_rows,
-    require_labels,
-    topk_accuracy,
-)
+from sslcore.evaluation.features import labelled_features, topk_accuracy
 
 
 class Standardize(nn.Module):
@@ -134,24 +126,14 @@ class LinearProbeEvaluator:
         device: torch.device | str,
     ) -> dict[str, float]:
         config = self.config
-        train = first_rows(train_dataset, config.limit_train)
-        test = first_rows(eval_dataset, config.limit_eval)
-        if len(train) == 0 or len(test) == 0:
-            raise SslcoreError(
-                f"linear evaluation got {len(train)} train and {len(test)} eval images", hint="use non-empty splits"
-            )
-        train_labels = require_labels(train, "linear", "train")
-        test_labels = require_labels(test, "linear", "eval")
-        num_classes = count_classes(train, train_labels, test_labels)
-        check_labels(train_labels, num_classes, "train")
-        check_labels(test_labels, num_classes, "eval")
-        extract = dict(batch_size=config.batch_size, num_workers=config.num_workers, device=device)
-        train_features = dataset_features(backbone, train, self.transform, **extract)
-        test_features = dataset_features(backbone, test, self.transform, **extract)
+        data = labelled_features(
+            backbone, train_dataset, eval_dataset, self.transform, evaluator="linear", limit_train=config.limit_train,
+            limit_eval=config.limit_eval, batch_size=config.batch_size, num_workers=config.num_workers, device=device,
+        )
         probe = train_linear_probe(
-            train_features,
-            train_labels.to(device),
-            num_classes,
+            data.train_features,
+            data.train_labels,
+            data.num_classes,
             epochs=config.epochs,
             lr=config.lr,
             weight_decay=config.weight_decay,
@@ -160,9 +142,9 @@ class LinearProbeEvaluator:
             seed=config.seed,
         )
         with torch.no_grad():
-            logits = probe(test_features)
-        ks = (1, 5) if num_classes > 5 else (1,)
-        accuracy = topk_accuracy(logits, test_labels.to(device), ks)
+            logits = probe(data.test_features)
+        ks = (1, 5) if data.num_classes > 5 else (1,)
+        accuracy = topk_accuracy(logits, data.test_labels, ks)
         return {f"linear_top{k}": accuracy[k] for k in ks}
 
 
