@@ -94,3 +94,24 @@ def test_cifar10_runs_on_one_and_two_processes(tmp_path, plugin_env):
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["processes"] == (1 if name == "one" else 2)
         assert "knn_top1" in summary
+
+
+def test_sslcore_eval_knn_and_linear_on_a_finished_run(tmp_path, plugin_env):
+    import subprocess
+    import sys
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(recipe_text(tmp_path / "out", steps=1))
+    assert run_sslcore([str(recipe)], plugin_env).returncode == 0
+    run_dir = str(tmp_path / "out" / "r")
+
+    def evaluate(*args: str) -> dict:
+        result = subprocess.run([sys.executable, "-m", "sslcore.cli", "eval", *args], env=plugin_env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    knn = evaluate("knn", run_dir, "eval.k=10", "eval.limit_train=300", "eval.limit_eval=100")
+    linear = evaluate("linear", run_dir, "eval.epochs=2", "eval.limit_train=300", "eval.limit_eval=100")
+    assert 0.0 <= knn["knn_top1"] <= 100.0 and "knn_top5" in knn
+    assert 0.0 <= linear["linear_top1"] <= 100.0
