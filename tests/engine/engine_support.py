@@ -73,8 +73,11 @@ def run_sslcore(args: list[str], env: dict[str, str], *, timeout: int = 300) -> 
                           timeout=timeout)
 
 
-def accelerate_launch(args: list[str], env: dict[str, str], *, timeout: int = 300) -> subprocess.CompletedProcess:
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+def accelerate_launch(args: list[str], env: dict[str, str], *, timeout: int = 300,
+                      processes: int = 2) -> subprocess.CompletedProcess:
+    """``accelerate launch -m sslcore.run ARGS`` on the CPU with ``processes`` gloo processes."""
+    multi = ["--multi_gpu"] if processes > 1 else []
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", *multi, "--num_processes", str(processes),
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
     return subprocess.run([*launcher, "-m", "sslcore.run", *args], env=dict(env, ACCELERATE_USE_CPU="1"),
                           capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,190 @@
+"""CIFAR-10 kNN after a short, equal budget: every method's CIFAR-10 recipe against its random initialisation.
+
+    python -m benchmarks.cifar10_knn --markdown docs/cifar10-knn.md --json cifar10-knn.json
+
+Each method trains from its plugin's CIFAR-10 recipe (method, heads, views, optimizer and loss as written) with
+the same budget: backbone, epochs, training images, global batch and seed are overridden for all alike, and
+warm-up is shortened to a tenth of the budget. The kNN monitor (k, T) is the same for every row, and the
+engine reports it twice in one run: on the backbone at initialisation and after training. A raw-pixel kNN
+on the same images and protocol is the floor any useful representation must clear.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sslcore.data.sources import ParquetSourceConfig, build_parquet
+from sslcore.data.views import EvalViewsConfig
+from sslcore.evaluation.knn import KnnConfig, KnnEvaluator
+
+#: Table row -> (plugin package, CIFAR-10 recipe name).
+METHODS = {
+    "InstDisc": ("sslcore_plugin_instdisc", "instdisc_cifar10"),
+    "InvaSpread": ("sslcore_plugin_invaspread", "invaspread_cifar10"),
+    "MoCo v2": ("sslcore_plugin_moco", "moco_cifar10"),
+    "MoCo v3": ("sslcore_plugin_mocov3", "mocov3_cifar10"),
+    "SimCLR": ("sslcore_plugin_simclr", "simclr_cifar10"),
+    "BYOL": ("sslcore_plugin_byol", "byol_cifar10"),
+    "SimSiam": ("sslcore_plugin_simsiam", "simsiam_cifar10"),
+    "SwAV": ("sslcore_plugin_swav", "swav_cifar10"),
+    "DINO": ("sslcore_plugin_dino", "dino_cifar10"),
+    "SupCon (uses labels)": ("sslcore_plugin_supcon", "supcon_cifar10"),
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every method gets: the same backbone, data, steps and kNN protocol."""
+
+    data_dir: str
+    backbone: str = "resnet18"
+    cifar_stem: bool = False
+    epochs: int = 2
+    train_limit: int = 10000
+    test_limit: int = 10000
+    batch_size: int = 128
+    k: int = 200
+    temperature: float = 0.07
+    seed: int = 0
+    num_workers: int = 2
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.train_limit // self.batch_size
+
+
+def recipe_document(package: str, recipe: str) -> dict:
+    return tomllib.loads((resources.files(package) / "recipes" / f"{recipe}.toml").read_text())
+
+
+def budget_overrides(document: dict, budget: Budget, output_dir: Path) -> list[str]:
+    """``table.key=value`` overrides that put a method's recipe on the shared budget."""
+    data = Path(budget.data_dir).resolve()
+    overrides = [
+        f'run.output_dir="{output_dir}"', f"run.epochs={budget.epochs}", f"run.batch_size={budget.batch_size}",
+        f"run.seed={budget.seed}", f"run.num_workers={budget.num_workers}", "run.progress=false",
+        "run.eval_every=0", "run.checkpoint_every=0", 'run.mixed_precision="no"',
+        'data.kind="parquet"', f'data.train="{data / "train.parquet"}"', f'data.test="{data / "test.parquet"}"',
+        f"data.train_limit={budget.train_limit}", f"data.test_limit={budget.test_limit}",
+        f'backbone.name="{budget.backbone}"', f"backbone.cifar_stem={str(budget.cifar_stem).lower()}",
+        f"eval.k={budget.k}", f"eval.temperature={budget.temperature}", f"eval.num_workers={budget.num_workers}",
+    ]
+    if document.get("schedule", {}).get("warmup_epochs", 0) > 0:
+        overrides.append(f"schedule.warmup_epochs={budget.epochs / 10}")
+    method = document["method"]
+    if "freeze_prototypes_niters" in method:  # SwAV: one epoch of the budget, as the recipe's one epoch
+        overrides.append(f"method.freeze_prototypes_niters={budget.steps_per_epoch}")
+    return overrides
+
+
+def train_method(name: str, budget: Budget, runs_dir: Path) -> dict:
+    """Train one method on the budget in a fresh process; its summary.json (kNN before and after)."""
+    package, recipe = METHODS[name]
+    overrides = budget_overrides(recipe_document(package, recipe), budget, runs_dir)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "sslcore.run", recipe, *overrides], capture_output=True, text=True,
+                          env=dict(os.environ, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1"))
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} ({recipe}) failed:\n{done.stderr[-3000:]}")
+    summary = json.loads((runs_dir / recipe / "summary.json").read_text())
+    summary["recipe"], summary["command_seconds"] = recipe, time.perf_counter() - started
+    return summary
+
+
+def raw_pixel_knn(budget: Budget) -> float:
+    """kNN top-1 of the flattened, normalized 32x32 pixels on the same images and protocol."""
+    data = Path(budget.data_dir)
+    source = ParquetSourceConfig(train=str(data / "train.parquet"), test=str(data / "test.parquet"),
+                                 train_limit=budget.train_limit, test_limit=budget.test_limit)
+    evaluator = KnnEvaluator(KnnConfig(k=budget.k, temperature=budget.temperature, num_workers=budget.num_workers,
+                                       transform=EvalViewsConfig(size=32)))
+    results = evaluator.evaluate(nn.Flatten(), build_parquet(source, "train"), build_parquet(source, "test"), "cpu")
+    return results["knn_top1"]
+
+
+def markdown(budget: Budget, pixels: float, rows: dict[str, dict], command: str) -> str:
+    lines = [
+        "# CIFAR-10 kNN after a short, equal budget",
+        "",
+        f"Measured with `{command}` on {os.cpu_count()} CPU cores, torch {torch.__version__}.",
+        "",
+        f"Budget for every method: {budget.backbone} ({'CIFAR' if budget.cifar_stem else 'ImageNet'} stem) at "
+        f"32 px, {budget.epochs} epochs over the first {budget.train_limit} training images, global batch "
+        f"{budget.batch_size}, seed {budget.seed}, warm-up a tenth of the budget; everything else as in the "
+        "method's CIFAR-10 recipe. kNN: weighted, k = "
+        f"{budget.k}, T = {budget.temperature}, memory = the same {budget.train_limit} training images, queries = "
+        f"the first {budget.test_limit} test images. \"Init\" is the same backbone at its random initialisation, "
+        "evaluated in the same run before the first step.",
+        "",
+        "These are smoke-scale figures for comparing implementations under one budget, not the papers' numbers: "
+        "the recipes train for hundreds of epochs with the CIFAR stem.",
+        "",
+        f"Raw pixels (flattened 32x32x3, same kNN): **{pixels:.2f}%**",
+        "",
+        "| method | recipe | kNN top-1 init | kNN top-1 after | gain | final loss | images/s | minutes |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, summary in rows.items():
+        gain = summary["knn_top1"] - summary["knn_top1_init"]
+        lines.append(
+            f"| {name} | `{summary['recipe']}` | {summary['knn_top1_init']:.2f} | {summary['knn_top1']:.2f} | "
+            f"{gain:+.2f} | {summary['final_loss']:.3f} | {summary['images_per_second']:.0f} | "
+            f"{summary['command_seconds'] / 60:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default="../shared/data/cifar10", help="folder with train/test.parquet")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated rows (default: all)")
+    parser.add_argument("--epochs", type=int, default=Budget.epochs)
+    parser.add_argument("--train-limit", type=int, default=Budget.train_limit)
+    parser.add_argument("--test-limit", type=int, default=Budget.test_limit)
+    parser.add_argument("--batch-size", type=int, default=Budget.batch_size)
+    parser.add_argument("--runs-dir", default="runs/cifar10_knn")
+    parser.add_argument("--json", help="write the budget and every summary here")
+    parser.add_argument("--markdown", help="write the table here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        sys.exit(f"error: unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    if not (Path(args.data_dir) / "train.parquet").is_file():
+        sys.exit(f"error: {args.data_dir} has no train.parquet; give --data-dir")
+    budget = Budget(data_dir=args.data_dir, epochs=args.epochs, train_limit=args.train_limit,
+                    test_limit=args.test_limit, batch_size=args.batch_size)
+    pixels = raw_pixel_knn(budget)
+    print(f"raw pixels: kNN top-1 {pixels:.2f}%", flush=True)
+    rows = {}
+    for name in methods:
+        rows[name] = train_method(name, budget, Path(args.runs_dir).resolve())
+        summary = rows[name]
+        print(f"{name}: kNN top-1 {summary['knn_top1_init']:.2f}% -> {summary['knn_top1']:.2f}% "
+              f"({summary['command_seconds'] / 60:.1f} min)", flush=True)
+    command = "python -m benchmarks.cifar10_knn " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.json:
+        Path(args.json).write_text(json.dumps({"budget": asdict(budget), "raw_pixels_knn_top1": pixels,
+                                               "methods": rows}, indent=2))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(budget, pixels, rows, command.strip()))
+
+
+if __name__ == "__main__":
+    main()

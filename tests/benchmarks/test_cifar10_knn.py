@@ -1,0 +1,59 @@
+"""The CIFAR-10 kNN table command: its budget overrides fit every method's recipe, and it runs end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.cifar10_knn import METHODS, Budget, budget_overrides, recipe_document
+from sslcore.plugins import PluginHost
+from sslcore.recipe import resolve
+
+ROOT = Path(__file__).resolve().parents[2]
+CIFAR = ROOT.parent / "shared" / "data" / "cifar10"
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    return PluginHost()
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_budget_overrides_give_every_method_the_same_budget(name, host, tmp_path) -> None:
+    package, recipe_name = METHODS[name]
+    budget = Budget(data_dir=str(CIFAR), epochs=3, train_limit=1280, batch_size=64)
+    recipe = resolve(recipe_name, host, budget_overrides(recipe_document(package, recipe_name), budget, tmp_path))
+    run, data = recipe.run, recipe.components["data"].config
+    assert (run.epochs, run.batch_size, run.seed, run.output_dir) == (3, 64, 0, str(tmp_path))
+    assert (data.train_limit, data.test_limit) == (1280, 10000)
+    assert recipe.components["backbone"].config.name == "resnet18"
+    assert recipe.components["backbone"].config.cifar_stem is False
+    evaluator = recipe.components["eval"].config
+    assert (evaluator.k, evaluator.temperature) == (200, 0.07)
+    assert recipe.schedule.warmup_epochs in (0.0, 0.3)
+    if name == "SwAV":
+        assert recipe.components["method"].config.freeze_prototypes_niters == 20
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CIFAR.is_dir(), reason="../shared/data/cifar10 is missing")
+def test_table_command_runs_end_to_end(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cifar10_knn", "--methods", "SimCLR,SwAV", "--epochs", "1",
+         "--train-limit", "128", "--test-limit", "64", "--batch-size", "32", "--runs-dir", str(tmp_path / "runs"),
+         "--json", str(tmp_path / "table.json"), "--markdown", str(tmp_path / "table.md")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert 10.0 < table["raw_pixels_knn_top1"] < 100.0
+    assert set(table["methods"]) == {"SimCLR", "SwAV"}
+    for summary in table["methods"].values():
+        assert summary["steps"] == 4
+        assert 0.0 <= summary["knn_top1_init"] <= 100.0 and 0.0 <= summary["knn_top1"] <= 100.0
+    rows = [line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| Sim")]
+    assert rows and "`simclr_cifar10`" in rows[0]
