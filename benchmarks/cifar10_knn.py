@@ -129,19 +129,19 @@ def markdown(budget: Budget, pixels: float, rows: dict[str, dict], command: str)
         "evaluated in the same run before the first step.",
         "",
         "These are smoke-scale figures for comparing implementations under one budget, not the papers' numbers: "
-        "the recipes train for hundreds of epochs with the CIFAR stem.",
+        "the recipes train for hundreds of epochs with the CIFAR stem. Speed is measured by `benchmarks.throughput` "
+        "(docs/benchmarks.md); the JSON output keeps each run's images/s and wall time.",
         "",
         f"Raw pixels (flattened 32x32x3, same kNN): **{pixels:.2f}%**",
         "",
-        "| method | recipe | kNN top-1 init | kNN top-1 after | gain | final loss | images/s | minutes |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| method | recipe | kNN top-1 init | kNN top-1 after | gain | final loss |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for name, summary in rows.items():
         gain = summary["knn_top1"] - summary["knn_top1_init"]
         lines.append(
             f"| {name} | `{summary['recipe']}` | {summary['knn_top1_init']:.2f} | {summary['knn_top1']:.2f} | "
-            f"{gain:+.2f} | {summary['final_loss']:.3f} | {summary['images_per_second']:.0f} | "
-            f"{summary['command_seconds'] / 60:.1f} |"
+            f"{gain:+.2f} | {summary['final_loss']:.3f} |"
         )
     return "\n".join(lines) + "\n"
 
