@@ -39,6 +39,9 @@ class TimmBackboneConfig:
         weight_init: timm ViT initialisation scheme (``moco`` follows MoCo v3's ``vits.py``); timm's default if unset.
         dynamic_img_size: a ViT accepts any input size, its position embedding resampled (multi-crop: DINO's
             96 px local crops through a 224 px ViT).
+        zero_init_last: ResNet-style models: zero-initialise the last BatchNorm scale of every residual block.
+            timm's default (unset) is true, as torchvision's ``zero_init_residual=True`` (SimSiam, MoCo v3, SimCLR);
+            false is torchvision's default, which MoCo v1/v2, InstDisc, SwAV and DINO's ResNet-50 trained with.
     """
 
     name: str
@@ -52,6 +55,7 @@ class TimmBackboneConfig:
     global_pool: str | None = None
     weight_init: str | None = None
     dynamic_img_size: bool = False
+    zero_init_last: bool | None = None
 
 
 def build_timm_backbone(config: TimmBackboneConfig) -> nn.Module:
@@ -61,7 +65,7 @@ def build_timm_backbone(config: TimmBackboneConfig) -> nn.Module:
     if not timm.is_model(config.name):
         raise SslcoreError(f"unknown timm model '{config.name}'", hint=_close_timm_names(config.name))
     kwargs: dict[str, Any] = {}
-    for key in ("img_size", "num_heads", "global_pool", "weight_init"):
+    for key in ("img_size", "num_heads", "global_pool", "weight_init", "zero_init_last"):
         if getattr(config, key) is not None:
             kwargs[key] = getattr(config, key)
     if config.dynamic_img_size:

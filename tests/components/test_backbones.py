@@ -43,6 +43,19 @@ def test_resnet_pooled_features():
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 512)
 
 
+@pytest.mark.parametrize(("zero_init_last", "expected"), [(None, 0.0), (True, 0.0), (False, 1.0)])
+def test_zero_init_last_sets_the_last_batchnorm_scale_of_every_block(zero_init_last, expected):
+    model = build_timm_backbone(TimmBackboneConfig(name="resnet18", zero_init_last=zero_init_last))
+    last_norms = [block.bn2.weight for layer in (model.layer1, model.layer4) for block in layer]
+    assert all(torch.all(weight == expected) for weight in last_norms)
+    assert torch.all(model.layer1[0].bn1.weight == 1.0)
+
+
+def test_zero_init_last_on_a_model_without_it_is_a_clear_error():
+    with pytest.raises(SslcoreError, match="timm could not build 'vit_tiny_patch16_224'"):
+        vit(zero_init_last=False)
+
+
 def test_num_features_is_the_pooled_width_when_a_model_keeps_a_pre_logits_layer():
     torch.manual_seed(0)
     model = build_timm_backbone(TimmBackboneConfig(name="mobilenetv3_small_050")).eval()
