@@ -1,16 +1,29 @@
-"""Helpers for tests of distributed behaviour: run a function on N gloo processes on the CPU."""
+"""Helpers for tests of sslcore and its method plugins: a function run on N gloo processes on the CPU, methods built
+from recipes, a tiny test backbone with a plugin host that offers it, and the engine's training step."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import attrs
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch import nn
+
+from sslcore import hookimpl
+from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo
+from sslcore.plugins import PluginHost
+from sslcore.recipe import Recipe, resolve, resolve_document
+from sslcore.registry import Registry
+
+# --- processes and threads --------------------------------------------------------------------------------------------
 
 
 def _free_port() -> int:
@@ -44,10 +57,24 @@ def run_distributed(fn: Callable[..., Any], *args: Any, world_size: int = 2) -> 
     return results
 
 
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the body on one intra-op thread (tiny tensors gain nothing from more), then restore the thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+# --- building methods -------------------------------------------------------------------------------------------------
+
+
 def build_method(
     document: dict[str, Any],
     *,
-    host: Any = None,
+    host: PluginHost | None = None,
     num_samples: int = 64,
     total_steps: int = 10,
     steps_per_epoch: int = 5,
@@ -57,19 +84,123 @@ def build_method(
     ``document`` needs at least ``[method]`` and ``[backbone]`` plus whatever tables the method uses; the engine
     tables ``[run]``, ``[data]``, ``[views]`` and ``[optimizer]`` get harmless defaults when absent.
     """
-    from sslcore.method import MethodParts
-    from sslcore.plugins import PluginHost
-    from sslcore.recipe import resolve_document
-
     defaults = {
         "run": {"batch_size": 8, "steps": total_steps},
         "data": {"kind": "digits"},
         "views": {"kind": "eval"},
         "optimizer": {"kind": "sgd", "base_lr": 0.1},
     }
-    host = host or PluginHost()
-    recipe = resolve_document({**defaults, **document}, "<test recipe>", host)
+    recipe = resolve_document({**defaults, **document}, "<test recipe>", host or PluginHost())
+    return _build(recipe, num_samples=num_samples, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+
+
+def build_recipe(
+    name: str,
+    host: PluginHost,
+    *overrides: str,
+    num_samples: int = 1000,
+    total_steps: int = 100,
+    steps_per_epoch: int = 10,
+) -> tuple[Recipe, Any]:
+    """Resolve the recipe ``name`` with ``overrides`` and build its method as a run of ``total_steps`` would."""
+    recipe = resolve(name, host, overrides)
+    return recipe, _build(recipe, num_samples=num_samples, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+
+
+def _build(recipe: Recipe, *, num_samples: int, total_steps: int, steps_per_epoch: int) -> Any:
     parts = MethodParts(recipe, num_samples=num_samples, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
     method = recipe.components["method"].build(parts=parts)
     parts.check_all_used()
     return method
+
+
+# --- a tiny backbone, registered as ``tiny`` through a test plugin ----------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class TinyConfig:
+    """Options of the ``tiny`` test backbone."""
+
+    width: int = 8
+    batch_norm: bool = True
+    stride: int = 2
+    drop_path: float = 0.0
+
+
+class TinyNet(nn.Module):
+    """A tiny conv net for tests: conv 3x3 [-> BN] -> ReLU [-> DropPath] -> global average pool.
+
+    Maps (B, 3, H, W) to (B, width). The convolution has a bias only without BatchNorm, which would cancel it.
+    """
+
+    def __init__(self, config: TinyConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(3, config.width, 3, stride=config.stride, padding=1, bias=not config.batch_norm)
+        ]
+        if config.batch_norm:
+            layers.append(nn.BatchNorm2d(config.width))
+        layers.append(nn.ReLU())
+        if config.drop_path > 0:
+            from timm.layers import DropPath  # imported only here: timm is slow to import
+
+            layers.append(DropPath(config.drop_path))
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.net = nn.Sequential(*layers)
+        self.num_features = config.width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@hookimpl
+def _register_tiny(registry: Registry) -> None:
+    registry.add("tiny", TinyNet, TinyConfig)
+
+
+_TINY_PLUGIN = types.SimpleNamespace(sslcore_register_backbones=_register_tiny)
+
+
+def tiny_host(name: str, plugin: object) -> PluginHost:
+    """A plugin host with the built-in plugins, the ``tiny`` backbone and ``plugin`` (named ``name``) only."""
+    return PluginHost(autoload=False, extra_plugins=[("tiny", _TINY_PLUGIN), (name, plugin)])
+
+
+# --- the engine's training step ---------------------------------------------------------------------------------------
+
+
+def batch_of(*views: torch.Tensor) -> Batch:
+    """A batch of ``views`` (each (B, C, H, W)) whose samples are dataset positions 0 to B - 1."""
+    return Batch(views=list(views), index=torch.arange(views[0].shape[0]))
+
+
+def training_step(
+    method: Method,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    info: StepInfo,
+    *,
+    model: nn.Module | None = None,
+) -> MethodOutput:
+    """One step in the engine's order: forward through ``model`` (the method wrapped in DDP, say; the method when
+    None), backward, ``before_optimizer_step``, optimizer step, ``after_optimizer_step``. Returns the forward's output.
+    """
+    output = (method if model is None else model)(batch, info)
+    optimizer.zero_grad()
+    output.loss.backward()
+    method.before_optimizer_step(info)
+    optimizer.step()
+    method.after_optimizer_step(info)
+    return output
+
+
+def copy_state(target: nn.Module, source: nn.Module) -> None:
+    """Copy ``source``'s state dict into ``target``'s entry by entry, in order: the names may differ, not the shapes."""
+    target_state, source_state = target.state_dict(), source.state_dict()
+    target_shapes = [tensor.shape for tensor in target_state.values()]
+    source_shapes = [tensor.shape for tensor in source_state.values()]
+    if target_shapes != source_shapes:
+        raise ValueError(f"the states differ in shape: {target_shapes} and {source_shapes}")
+    with torch.no_grad():
+        for mine, theirs in zip(target_state.values(), source_state.values()):
+            mine.copy_(theirs)

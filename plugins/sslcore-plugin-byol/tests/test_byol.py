@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import copy
 import math
-import types
 from pathlib import Path
 
-import attrs
 import pytest
 import torch
-from torch import nn
 
-from sslcore import hookimpl
 from sslcore.engine.optim import build_optimizer
 from sslcore.errors import SslcoreError
-from sslcore.method import Batch, MethodParts, StepInfo
+from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
-from sslcore.recipe import resolve
-from sslcore.testing import build_method
+from sslcore.testing import batch_of, build_method, build_recipe, tiny_host, training_step
 from sslcore_plugin_byol import BYOL
 from sslcore_plugin_byol import plugin as byol_plugin
 
@@ -27,48 +22,8 @@ RECIPES = Path(byol_plugin.__file__).parent / "recipes"
 REPO_RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 
 
-# --- a tiny backbone, registered through a test plugin ---------------------------------------------------------
-
-
-class TinyNet(nn.Module):
-    """conv 3x3 stride 2 [-> BN] -> ReLU -> global average pool: (B, 3, H, W) -> (B, width)."""
-
-    def __init__(self, width: int, batch_norm: bool) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, width, 3, stride=2, padding=1)]
-        if batch_norm:
-            layers.append(nn.BatchNorm2d(width))
-        layers += [nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.net = nn.Sequential(*layers)
-        self.num_features = width
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-@attrs.frozen(kw_only=True)
-class TinyConfig:
-    """Options of the test backbone."""
-
-    width: int = 8
-    batch_norm: bool = True
-
-
-def build_tiny(config: TinyConfig) -> TinyNet:
-    """A tiny conv net for tests."""
-    return TinyNet(config.width, config.batch_norm)
-
-
-@hookimpl
-def _register_tiny(registry):
-    registry.add("tiny", build_tiny, TinyConfig)
-
-
-TINY_PLUGIN = types.SimpleNamespace(sslcore_register_backbones=_register_tiny)
-
-
 def make_host() -> PluginHost:
-    return PluginHost(autoload=False, extra_plugins=[("tiny", TINY_PLUGIN), ("byol", byol_plugin)])
+    return tiny_host("byol", byol_plugin)
 
 
 def mlp(out_dim: int = 8) -> dict:
@@ -83,10 +38,6 @@ def document(*, base_momentum: float = 0.9, predictor_out: int = 8) -> dict:
         "loss": {"kind": "normalized_mse"},
         "method": {"kind": "byol"},
     }
-
-
-def batch_of(x1: torch.Tensor, x2: torch.Tensor) -> Batch:
-    return Batch(views=[x1, x2], index=torch.arange(x1.shape[0]))
 
 
 # --- (a) reference step: BYOL's update written out (sec. 3.1, Eq. 2, official byol_experiment.py) -------------
@@ -114,12 +65,7 @@ def test_three_steps_match_the_byol_update():
     for step in range(3):
         x1, x2 = torch.randn(2, n, 3, 8, 8, dtype=torch.float64).unbind(0)
         info = StepInfo(step, total_steps, 5)
-        loss = method(batch_of(x1, x2), info).loss
-        optimizer.zero_grad()
-        loss.backward()
-        method.before_optimizer_step(info)
-        optimizer.step()
-        method.after_optimizer_step(info)
+        loss = training_step(method, optimizer, batch_of(x1, x2), info).loss
 
         # Online: q(g(f(v))) for each view; target: g_xi(f_xi(v')) without gradient (training-mode BN).
         p1, p2 = q(g(f(x1))), q(g(f(x2)))
@@ -163,14 +109,6 @@ def test_rejects_other_than_two_views():
 
 
 # --- (b, d) the shipped recipes ---------------------------------------------------------------------------------
-
-
-def build_recipe(name: str, host: PluginHost, *overrides: str):
-    recipe = resolve(name, host, overrides)
-    parts = MethodParts(recipe, num_samples=1000, total_steps=100, steps_per_epoch=10)
-    method = recipe.components["method"].build(parts=parts)
-    parts.check_all_used()
-    return recipe, method
 
 
 def test_smoke_recipe_builds_and_steps():

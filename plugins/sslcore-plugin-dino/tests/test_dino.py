@@ -8,10 +8,8 @@ import copy
 import functools
 import json
 import math
-import types
 from pathlib import Path
 
-import attrs
 import numpy as np
 import pytest
 import torch
@@ -19,13 +17,13 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
-from sslcore import distributed, hookimpl
+from sslcore import distributed
 from sslcore.engine.optim import StepSchedule
 from sslcore.errors import SslcoreError
-from sslcore.method import Batch, MethodParts, StepInfo
+from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
-from sslcore.testing import build_method, run_distributed
+from sslcore.testing import batch_of, build_method, build_recipe, run_distributed, tiny_host, training_step
 from sslcore_plugin_dino import DINO, clip_gradients_per_parameter_, same_size_runs, teacher_temperature
 from sslcore_plugin_dino import plugin as dino_plugin
 
@@ -34,52 +32,8 @@ REPO_RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 VIT_RECIPE = "dino_vit_small"
 
 
-# --- a tiny backbone (any input size), registered through a test plugin -----------------------------------------------
-
-
-class TinyNet(nn.Module):
-    """conv 3x3 [-> BN] -> ReLU [-> DropPath] -> global average pool: (B, 3, H, W) -> (B, width), any H, W."""
-
-    def __init__(self, width: int, batch_norm: bool, drop_path: float) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1, bias=not batch_norm)]  # BN cancels a bias
-        if batch_norm:
-            layers.append(nn.BatchNorm2d(width))
-        layers.append(nn.ReLU())
-        if drop_path > 0:
-            layers.append(DropPath(drop_path))
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.net = nn.Sequential(*layers)
-        self.num_features = width
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-@attrs.frozen(kw_only=True)
-class TinyConfig:
-    """Options of the test backbone."""
-
-    width: int = 6
-    batch_norm: bool = False
-    drop_path: float = 0.0
-
-
-def build_tiny(config: TinyConfig) -> TinyNet:
-    """A tiny conv net for tests."""
-    return TinyNet(config.width, config.batch_norm, config.drop_path)
-
-
-@hookimpl
-def _register_tiny(registry):
-    registry.add("tiny", build_tiny, TinyConfig)
-
-
-TINY_PLUGIN = types.SimpleNamespace(sslcore_register_backbones=_register_tiny)
-
-
 def make_host() -> PluginHost:
-    return PluginHost(autoload=False, extra_plugins=[("tiny", TINY_PLUGIN), ("dino", dino_plugin)])
+    return tiny_host("dino", dino_plugin)
 
 
 K = 32  # head output width
@@ -91,7 +45,7 @@ WARM_TEMP, TEMP, WARM_EPOCHS = 0.04, 0.07, 2
 def document(*, batch_norm: bool = False, clip_grad: float = 0.05, freeze_last_layer: int = 1,
              base_momentum: float = 0.9, drop_path: float = 0.0) -> dict:
     return {
-        "backbone": {"kind": "tiny", "width": 6, "batch_norm": batch_norm, "drop_path": drop_path},
+        "backbone": {"kind": "tiny", "width": 6, "batch_norm": batch_norm, "stride": 1, "drop_path": drop_path},
         "heads": {"projector": {"kind": "dino", "out_dim": K, "num_layers": 3, "hidden_dim": 16, "bottleneck_dim": 8,
                                 "norm_last_layer": False}},
         "target_updater": {"kind": "ema", "base_momentum": base_momentum, "schedule": "cosine", "buffers": "own"},
@@ -124,16 +78,11 @@ def param_groups(named: list[tuple[str, nn.Parameter]], weight_decay: float) -> 
 
 def train(model: nn.Module, method: DINO, optimizer: torch.optim.Optimizer, steps: list[list[torch.Tensor]],
           first_step: int = 0) -> list[torch.Tensor]:
-    """The engine's order: forward, backward, before_optimizer_step, optimizer step, after_optimizer_step."""
+    """Train on ``steps`` (the crops of each) from step ``first_step``, in the engine's order."""
     losses = []
     for offset, crops in enumerate(steps):
         info = StepInfo(first_step + offset, TOTAL_STEPS, STEPS_PER_EPOCH)
-        loss = model(Batch(views=crops, index=torch.arange(crops[0].shape[0])), info).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        method.before_optimizer_step(info)
-        optimizer.step()
-        method.after_optimizer_step(info)
+        loss = training_step(method, optimizer, batch_of(*crops), info, model=model).loss
         losses.append(loss.detach())
     return losses
 
@@ -430,18 +379,14 @@ def test_fp16_with_per_parameter_clipping_builds():
 
 
 @functools.cache
-def build_recipe(name: str):
+def recipe_and_method(name: str):
     """The recipe resolved and its method built (once per test session: the ImageNet ones are large)."""
-    recipe = resolve(name, make_host())
-    parts = MethodParts(recipe, num_samples=1000, total_steps=100, steps_per_epoch=10)
-    method = recipe.components["method"].build(parts=parts)
-    parts.check_all_used()
-    return recipe, method
+    return build_recipe(name, make_host())
 
 
 def test_smoke_recipe_builds_and_steps_on_multi_crop_views():
     torch.manual_seed(0)
-    recipe, method = build_recipe("dino_smoke")
+    recipe, method = recipe_and_method("dino_smoke")
     assert isinstance(method, DINO)
     views = recipe.components["views"].build()
     from PIL import Image
@@ -457,7 +402,7 @@ def test_smoke_recipe_builds_and_steps_on_multi_crop_views():
 
 @pytest.mark.parametrize("name", [VIT_RECIPE, "dino_resnet50", "dino_cifar10"])
 def test_recipes_resolve_and_build(name):
-    recipe, method = build_recipe(name)
+    recipe, method = recipe_and_method(name)
     assert isinstance(method, DINO)
     assert recipe.run.grad_clip is None  # DINO clips per parameter, in the method
     ema = recipe.components["target_updater"].config
@@ -467,7 +412,7 @@ def test_recipes_resolve_and_build(name):
 
 
 def test_paper_recipe_has_the_papers_hyperparameters_and_runs_local_crops():
-    recipe, method = build_recipe("dino_vit_small")
+    recipe, method = recipe_and_method("dino_vit_small")
     assert (recipe.run.batch_size, recipe.run.epochs, recipe.optimizer.kind) == (1024, 300, "adamw")
     assert recipe.optimizer.lr(1024) == pytest.approx(0.002)
     assert (recipe.optimizer.weight_decay, recipe.schedule.weight_decay_end) == (0.04, 0.4)

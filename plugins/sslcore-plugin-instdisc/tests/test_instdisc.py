@@ -6,24 +6,22 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import sys
 
-import attrs
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import sslcore_plugin_instdisc.plugin as instdisc_plugin
-from sslcore import distributed, hookimpl
+from sslcore import distributed
 from sslcore.components.heads import MLPHead, MLPHeadConfig
 from sslcore.components.key_stores import MemoryBank
 from sslcore.components.losses import NCELoss
 from sslcore.errors import SslcoreError
-from sslcore.method import Batch, MethodParts, StepInfo
+from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
-from sslcore.testing import build_method, run_distributed
+from sslcore.testing import TinyConfig, TinyNet, build_method, build_recipe, run_distributed, tiny_host, training_step
 from sslcore_plugin_instdisc import InstDisc
 
 NUM_SAMPLES = 12
@@ -35,36 +33,13 @@ SGD = dict(lr=0.03, momentum=0.9, weight_decay=5e-4)
 STEP_INDICES = [[0, 1, 2, 3], [2, 5, 6, 0], [7, 2, 1, 9]]  # steps 2 and 3 read entries written before
 
 
-# -- a BatchNorm-free tiny backbone, registered through a test plugin (this module) ---------------------------
-@attrs.frozen(kw_only=True)
-class TinyConfig:
-    """Tiny test backbone. width: output channels."""
-
-    width: int = 6
-
-
-class Tiny(nn.Module):
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, width, 3, stride=2, padding=1)
-        self.num_features = width
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv(x)).mean(dim=(2, 3))
-
-
-@hookimpl
-def sslcore_register_backbones(registry):
-    registry.add("tiny", lambda config: Tiny(config.width), TinyConfig)
-
-
 @functools.cache
 def make_host() -> PluginHost:
-    return PluginHost(autoload=False, extra_plugins=[("tiny", sys.modules[__name__]), ("instdisc", instdisc_plugin)])
+    return tiny_host("instdisc", instdisc_plugin)
 
 
 DOCUMENT = {
-    "backbone": {"kind": "tiny"},
+    "backbone": {"kind": "tiny", "width": 6, "batch_norm": False},
     "heads": {"embedding": {"kind": "mlp", "num_layers": 1, "out_dim": 8}},
     "key_store": {"kind": "memory_bank", "momentum": MOMENTUM},
     "loss": {"kind": "nce", "temperature": TEMPERATURE, "normalize": False},
@@ -122,10 +97,7 @@ def test_three_steps_match_lemniscate(monkeypatch):
     reference_optimizer = torch.optim.SGD(reference.parameters(), **SGD)
     z = None
     for step, (x, y) in enumerate(step_data()):
-        output = method(Batch(views=[x], index=y), StepInfo(step, 3, 3))
-        optimizer.zero_grad()
-        output.loss.backward()
-        optimizer.step()
+        output = training_step(method, optimizer, Batch(views=[x], index=y), StepInfo(step, 3, 3))
 
         expected, z = lemniscate_step(reference, memory, z, x, y, drawn[step], NUM_SAMPLES)
         reference_optimizer.zero_grad()
@@ -168,11 +140,8 @@ def test_recipes_resolve_and_smoke_builds():
     cifar = resolve("instdisc_cifar10", host)
     assert cifar.components["data"].kind == "parquet" and cifar.components["backbone"].config.cifar_stem
 
-    smoke = resolve("instdisc_smoke", host)
-    parts = MethodParts(smoke, num_samples=64, total_steps=4, steps_per_epoch=4)
     torch.manual_seed(0)
-    method = smoke.components["method"].build(parts=parts)
-    parts.check_all_used()
+    _, method = build_recipe("instdisc_smoke", host, num_samples=64, total_steps=4, steps_per_epoch=4)
     batch = Batch(views=[torch.randn(16, 3, 32, 32)], index=torch.arange(16))
     loss = method(batch, StepInfo(0, 4, 4)).loss
     assert loss.ndim == 0 and math.isfinite(loss.item())
@@ -195,7 +164,7 @@ def build_direct() -> InstDisc:
     embedding = MLPHead(MLPHeadConfig(num_layers=1, out_dim=8), in_dim=6)
     bank = MemoryBank(8, NUM_SAMPLES, momentum=MOMENTUM)
     loss = NCELoss(temperature=TEMPERATURE, normalize=False)
-    return InstDisc(Tiny(6), embedding, bank, loss, num_negatives=NEGATIVES)
+    return InstDisc(TinyNet(TinyConfig(width=6, batch_norm=False)), embedding, bank, loss, num_negatives=NEGATIVES)
 
 
 def train(rank: int, world: int) -> dict:
@@ -208,10 +177,8 @@ def train(rank: int, world: int) -> dict:
     losses = []
     for step, (x, y) in enumerate(step_data()):
         rows = slice(rank * local, (rank + 1) * local)
-        output = model(Batch(views=[x[rows]], index=y[rows]), StepInfo(step, 3, 3))
-        optimizer.zero_grad()
-        output.loss.backward()
-        optimizer.step()
+        batch = Batch(views=[x[rows]], index=y[rows])
+        output = training_step(method, optimizer, batch, StepInfo(step, 3, 3), model=model)
         losses.append(output.loss.detach())
     return {
         "world": distributed.world_size(),

@@ -6,23 +6,30 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import sys
 
-import attrs
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import sslcore_plugin_invaspread.plugin as invaspread_plugin
-from sslcore import distributed, hookimpl
+from sslcore import distributed
 from sslcore.components.heads import MLPHead, MLPHeadConfig
 from sslcore.components.key_stores import InBatchKeys
 from sslcore.errors import SslcoreError
-from sslcore.method import Batch, MethodParts, StepInfo
+from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
-from sslcore.testing import build_method, run_distributed
+from sslcore.testing import (
+    TinyConfig,
+    TinyNet,
+    batch_of,
+    build_method,
+    build_recipe,
+    run_distributed,
+    tiny_host,
+    training_step,
+)
 from sslcore_plugin_invaspread import InvaSpread, InvaSpreadLoss
 
 BATCH = 4  # global, images
@@ -30,37 +37,13 @@ TEMPERATURE = 0.1
 SGD = dict(lr=0.03, momentum=0.9, weight_decay=5e-4)
 
 
-# -- a BatchNorm-free tiny backbone, registered through a test plugin (this module) ---------------------------
-@attrs.frozen(kw_only=True)
-class TinyConfig:
-    """Tiny test backbone. width: output channels."""
-
-    width: int = 6
-
-
-class Tiny(nn.Module):
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, width, 3, stride=2, padding=1)
-        self.num_features = width
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv(x)).mean(dim=(2, 3))
-
-
-@hookimpl
-def sslcore_register_backbones(registry):
-    registry.add("tiny", lambda config: Tiny(config.width), TinyConfig)
-
-
 @functools.cache
 def make_host() -> PluginHost:
-    plugins = [("tiny", sys.modules[__name__]), ("invaspread", invaspread_plugin)]
-    return PluginHost(autoload=False, extra_plugins=plugins)
+    return tiny_host("invaspread", invaspread_plugin)
 
 
 DOCUMENT = {
-    "backbone": {"kind": "tiny"},
+    "backbone": {"kind": "tiny", "width": 6, "batch_norm": False},
     "heads": {"embedding": {"kind": "mlp", "num_layers": 1, "out_dim": 8}},
     "key_store": {"kind": "in_batch", "stop_gradient": True},
     "loss": {"kind": "invaspread", "temperature": TEMPERATURE},
@@ -138,10 +121,7 @@ def test_three_steps_match_the_official_code():
     optimizer = torch.optim.SGD(method.parameters(), **SGD)
     reference_optimizer = torch.optim.SGD(reference.parameters(), **SGD)
     for step, (x1, x2) in enumerate(step_data()):
-        output = method(Batch(views=[x1, x2], index=torch.arange(BATCH)), StepInfo(step, 3, 3))
-        optimizer.zero_grad()
-        output.loss.backward()
-        optimizer.step()
+        output = training_step(method, optimizer, batch_of(x1, x2), StepInfo(step, 3, 3))
 
         features = F.normalize(reference(torch.cat((x1, x2), 0)), dim=1)  # demo_seen.py: net(cat(inputs1, inputs2))
         expected = official_batch_criterion(features)
@@ -176,11 +156,8 @@ def test_recipes_resolve_and_smoke_builds():
         assert recipe.components["views"].config.num_views == 2
         assert (recipe.run.batch_size, recipe.optimizer.base_lr, recipe.optimizer.weight_decay) == (128, 0.03, 5e-4)
 
-    smoke = resolve("invaspread_smoke", host)
-    parts = MethodParts(smoke, num_samples=64, total_steps=4, steps_per_epoch=4)
     torch.manual_seed(0)
-    method = smoke.components["method"].build(parts=parts)
-    parts.check_all_used()
+    _, method = build_recipe("invaspread_smoke", host, num_samples=64, total_steps=4, steps_per_epoch=4)
     views = [torch.randn(16, 3, 32, 32), torch.randn(16, 3, 32, 32)]
     loss = method(Batch(views=views, index=torch.arange(16)), StepInfo(0, 4, 4)).loss
     assert loss.ndim == 0 and math.isfinite(loss.item())
@@ -201,7 +178,8 @@ def test_engine_trains_the_smoke_recipe(tmp_path, monkeypatch):
 def build_direct() -> InvaSpread:
     """The method of DOCUMENT, built from its classes: the gloo workers skip the plugin host's imports."""
     embedding = MLPHead(MLPHeadConfig(num_layers=1, out_dim=8), in_dim=6)
-    return InvaSpread(Tiny(6), embedding, InBatchKeys(8, stop_gradient=True), InvaSpreadLoss(TEMPERATURE))
+    backbone = TinyNet(TinyConfig(width=6, batch_norm=False))
+    return InvaSpread(backbone, embedding, InBatchKeys(8, stop_gradient=True), InvaSpreadLoss(TEMPERATURE))
 
 
 def train(rank: int, world: int) -> dict:
@@ -214,10 +192,8 @@ def train(rank: int, world: int) -> dict:
     rows = slice(rank * local, (rank + 1) * local)
     losses = []
     for step, (x1, x2) in enumerate(step_data()):
-        output = model(Batch(views=[x1[rows], x2[rows]], index=torch.arange(BATCH)[rows]), StepInfo(step, 3, 3))
-        optimizer.zero_grad()
-        output.loss.backward()
-        optimizer.step()
+        batch = Batch(views=[x1[rows], x2[rows]], index=torch.arange(BATCH)[rows])
+        output = training_step(method, optimizer, batch, StepInfo(step, 3, 3), model=model)
         losses.append(output.loss.detach())
     return {
         "world": distributed.world_size(),

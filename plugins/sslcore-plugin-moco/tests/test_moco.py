@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 from importlib.resources import files
 from pathlib import Path
 
-import attrs
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import sslcore_plugin_moco.plugin as moco_plugin
-from sslcore import distributed, hookimpl
+from sslcore import distributed
 from sslcore.errors import SslcoreError
 from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
-from sslcore.testing import build_method, run_distributed
+from sslcore.testing import (
+    TinyConfig,
+    TinyNet,
+    batch_of,
+    build_method,
+    copy_state,
+    run_distributed,
+    single_thread,
+    tiny_host,
+    training_step,
+)
 from sslcore.components.heads import MLPHead, MLPHeadConfig
 from sslcore.components.key_stores import Queue
 from sslcore.components.losses import InfoNCELoss
@@ -35,44 +43,12 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny tensors gain nothing from intra-op threads, which only contend with parallel test runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-# -- a tiny backbone, registered through a test plugin ---------------------------------------------------------
-@attrs.frozen(kw_only=True)
-class TinyConfig:
-    """A 3x3 stride-2 convolution, BatchNorm (optional), ReLU, global average pooling."""
-
-    width: int = WIDTH
-    batch_norm: bool = True
-
-
-class Tiny(nn.Module):
-    def __init__(self, config: TinyConfig) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, config.width, 3, stride=2, padding=1, bias=not config.batch_norm)
-        self.norm = nn.BatchNorm2d(config.width) if config.batch_norm else nn.Identity()
-        self.num_features = config.width
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(x))).mean(dim=(2, 3))
-
-
-def build_tiny(config: TinyConfig) -> Tiny:
-    """A tiny convolutional backbone for tests."""
-    return Tiny(config)
-
-
-@hookimpl
-def sslcore_register_backbones(registry):
-    registry.add("tiny", build_tiny, TinyConfig)
+    with single_thread():
+        yield
 
 
 def host() -> PluginHost:
-    return PluginHost(autoload=False, extra_plugins=[("tiny", sys.modules[__name__]), ("moco", moco_plugin)])
+    return tiny_host("moco", moco_plugin)
 
 
 def document(*, head_layers: int = 2, queue: int = 16, temperature: float = 0.2, momentum: float = 0.9,
@@ -82,7 +58,7 @@ def document(*, head_layers: int = 2, queue: int = 16, temperature: float = 0.2,
         head["hidden_dim"] = HIDDEN
     return {
         "method": {"kind": "moco", **method},
-        "backbone": {"kind": "tiny", "batch_norm": batch_norm},
+        "backbone": {"kind": "tiny", "width": WIDTH, "batch_norm": batch_norm},
         "heads": {"projector": head},
         "key_store": {"kind": "queue", "size": queue},
         "target_updater": {"kind": "ema", "base_momentum": momentum, "buffers": "own"},
@@ -100,7 +76,7 @@ def direct_moco(**config) -> MoCo:
     """The same MoCo (v2 head, defaults of :func:`document`) built from its parts, without a plugin host: the
     distributed workers then skip importing every built-in plugin."""
     torch.manual_seed(0)
-    backbone = Tiny(TinyConfig())
+    backbone = TinyNet(TinyConfig(width=WIDTH))
     head = MLPHead(MLPHeadConfig(num_layers=2, hidden_dim=HIDDEN, out_dim=DIM), WIDTH)
     return MoCo(MoCoConfig(**config), encoder=Encoder(backbone, head),
                 target_updater=EMAUpdater(base_momentum=0.9, buffers="own"), queue=Queue(DIM, 16),
@@ -117,18 +93,13 @@ def sgd(params) -> torch.optim.Optimizer:
 
 
 def train(model: nn.Module, method: MoCo, views: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
-    """The engine's loop: forward (through ``model``, possibly DDP), backward, optimizer step, after-step hook."""
+    """The engine's loop, forward through ``model`` (possibly DDP); returns the losses."""
     optimizer = sgd(method.parameters())
     losses = []
     for t, (x1, x2) in enumerate(views):
         info = StepInfo(t, len(views), len(views))
         torch.manual_seed(100 + t)  # the shuffle permutation
-        loss = model(Batch(views=[x1, x2], index=torch.arange(x1.shape[0])), info).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        method.after_optimizer_step(info)
-        losses.append(loss.detach())
+        losses.append(training_step(method, optimizer, batch_of(x1, x2), info, model=model).loss.detach())
     return losses
 
 
@@ -149,18 +120,10 @@ class ReferenceEncoder(nn.Module):
         return self.fc(F.relu(self.bn(self.conv(x))).mean(dim=(2, 3)))
 
 
-def copy_weights(reference: nn.Module, source: nn.Module) -> None:
-    ref_state, src_state = reference.state_dict(), source.state_dict()
-    assert [t.shape for t in ref_state.values()] == [t.shape for t in src_state.values()]
-    with torch.no_grad():
-        for ref, src in zip(ref_state.values(), src_state.values()):
-            ref.copy_(src)
-
-
 def reference_moco(method: MoCo, views, *, head_layers, m, T, group, shuffle=True, symmetric=False):
     """MoCo step by step as facebookresearch/moco (builder.py, and the CIFAR demo for ``symmetric``)."""
     f_q = ReferenceEncoder(head_layers)
-    copy_weights(f_q, method.encoder)
+    copy_state(f_q, method.encoder)
     f_k = copy.deepcopy(f_q)  # param_k.data.copy_(param_q.data)
     queue = method.queue.queue.detach().clone().T.contiguous()  # official layout: (dim, K)
     K = queue.shape[1]

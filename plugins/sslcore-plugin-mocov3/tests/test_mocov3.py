@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 from importlib.resources import files
 from pathlib import Path
 
-import attrs
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import sslcore_plugin_mocov3.plugin as mocov3_plugin
-from sslcore import distributed, hookimpl
+from sslcore import distributed
 from sslcore.components.heads import MLPHead, MLPHeadConfig
 from sslcore.components.key_stores import InBatchKeys
 from sslcore.components.losses import MoCoV3ContrastiveLoss
@@ -24,7 +22,17 @@ from sslcore.errors import SslcoreError
 from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
-from sslcore.testing import build_method, run_distributed
+from sslcore.testing import (
+    TinyConfig,
+    TinyNet,
+    batch_of,
+    build_method,
+    copy_state,
+    run_distributed,
+    single_thread,
+    tiny_host,
+    training_step,
+)
 from sslcore_plugin_mocov3 import MoCoV3
 from sslcore_plugin_mocov3.method import Encoder
 
@@ -37,44 +45,12 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny tensors gain nothing from intra-op threads, which only contend with parallel test runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-# -- a tiny backbone, registered through a test plugin ---------------------------------------------------------
-@attrs.frozen(kw_only=True)
-class TinyConfig:
-    """A 3x3 stride-2 convolution, BatchNorm (optional), ReLU, global average pooling."""
-
-    width: int = WIDTH
-    batch_norm: bool = True
-
-
-class Tiny(nn.Module):
-    def __init__(self, config: TinyConfig) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, config.width, 3, stride=2, padding=1, bias=not config.batch_norm)
-        self.norm = nn.BatchNorm2d(config.width) if config.batch_norm else nn.Identity()
-        self.num_features = config.width
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(x))).mean(dim=(2, 3))
-
-
-def build_tiny(config: TinyConfig) -> Tiny:
-    """A tiny convolutional backbone for tests."""
-    return Tiny(config)
-
-
-@hookimpl
-def sslcore_register_backbones(registry):
-    registry.add("tiny", build_tiny, TinyConfig)
+    with single_thread():
+        yield
 
 
 def host() -> PluginHost:
-    return PluginHost(autoload=False, extra_plugins=[("tiny", sys.modules[__name__]), ("mocov3", mocov3_plugin)])
+    return tiny_host("mocov3", mocov3_plugin)
 
 
 def mlp(num_layers: int, out_dim: int = DIM) -> dict:
@@ -86,7 +62,7 @@ def mlp(num_layers: int, out_dim: int = DIM) -> dict:
 def document() -> dict:
     return {
         "method": {"kind": "mocov3"},
-        "backbone": {"kind": "tiny"},
+        "backbone": {"kind": "tiny", "width": WIDTH},
         "heads": {"projector": mlp(3), "predictor": mlp(2)},
         "key_store": {"kind": "in_batch", "stop_gradient": True},
         "target_updater": {"kind": "ema", "base_momentum": M0, "schedule": "cosine", "buffers": "own"},
@@ -109,16 +85,11 @@ def adamw(params) -> torch.optim.Optimizer:
 
 
 def train(model: nn.Module, method: MoCoV3, views) -> tuple[list[torch.Tensor], list[float]]:
-    """The engine's loop: forward (through ``model``, possibly DDP), backward, optimizer step, after-step hook."""
+    """The engine's loop, forward through ``model`` (possibly DDP); returns the losses and the logged momenta."""
     optimizer = adamw(method.parameters())
     losses, momenta = [], []
     for t, (x1, x2) in enumerate(views):
-        info = StepInfo(t, STEPS, STEPS)
-        out = model(Batch(views=[x1, x2], index=torch.arange(x1.shape[0])), info)
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
-        method.after_optimizer_step(info)
+        out = training_step(method, optimizer, batch_of(x1, x2), StepInfo(t, STEPS, STEPS), model=model)
         losses.append(out.loss.detach())
         momenta.append(out.logs["momentum"])
     return losses, momenta
@@ -150,18 +121,10 @@ class ReferenceEncoder(nn.Module):
         return self.head(F.relu(self.bn(self.conv(x))).mean(dim=(2, 3)))
 
 
-def copy_weights(reference: nn.Module, source: nn.Module) -> None:
-    ref_state, src_state = reference.state_dict(), source.state_dict()
-    assert [t.shape for t in ref_state.values()] == [t.shape for t in src_state.values()]
-    with torch.no_grad():
-        for ref, src in zip(ref_state.values(), src_state.values()):
-            ref.copy_(src)
-
-
 def reference_mocov3(method: MoCoV3, views):
     base_encoder, predictor = ReferenceEncoder(), build_mlp(2, DIM, HIDDEN, DIM)
-    copy_weights(base_encoder, method.encoder)
-    copy_weights(predictor, method.predictor)
+    copy_state(base_encoder, method.encoder)
+    copy_state(predictor, method.predictor)
     momentum_encoder = copy.deepcopy(base_encoder)  # param_m.data.copy_(param_b.data)
     optimizer = adamw(list(base_encoder.parameters()) + list(predictor.parameters()))
 
@@ -204,7 +167,7 @@ def test_three_steps_equal_the_official_algorithm():
         torch.testing.assert_close(ours, ref, **TOL)
     for ours, ref in zip(method.momentum_encoder.parameters(), momentum_encoder.parameters()):
         torch.testing.assert_close(ours, ref, **TOL)
-    assert not torch.allclose(method.momentum_encoder.backbone.conv.weight, method.encoder.backbone.conv.weight)
+    assert not torch.allclose(method.momentum_encoder.backbone.net[0].weight, method.encoder.backbone.net[0].weight)
     assert method.backbone is method.encoder.backbone
 
 
@@ -233,7 +196,7 @@ def bn_free_mocov3() -> MoCoV3:
     torch.manual_seed(0)
     head = MLPHeadConfig(num_layers=2, hidden_dim=HIDDEN, out_dim=DIM)
     return MoCoV3(
-        encoder=Encoder(Tiny(TinyConfig(batch_norm=False)), MLPHead(head, WIDTH)),
+        encoder=Encoder(TinyNet(TinyConfig(width=WIDTH, batch_norm=False)), MLPHead(head, WIDTH)),
         predictor=MLPHead(head, DIM),
         target_updater=EMAUpdater(base_momentum=M0, schedule="cosine", buffers="own", total_steps=STEPS),
         key_store=InBatchKeys(DIM, stop_gradient=True),

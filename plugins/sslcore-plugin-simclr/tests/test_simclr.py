@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import copy
 import math
-import types
 from pathlib import Path
 
-import attrs
 import pytest
 import torch
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from sslcore import distributed, hookimpl
+from sslcore import distributed
 from sslcore.errors import SslcoreError
-from sslcore.method import Batch, MethodParts, StepInfo
+from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
-from sslcore.testing import build_method, run_distributed
+from sslcore.testing import batch_of, build_method, build_recipe, run_distributed, tiny_host, training_step
 from sslcore_plugin_simclr import SimCLR
 from sslcore_plugin_simclr import plugin as simclr_plugin
 
@@ -27,48 +24,8 @@ RECIPES = Path(simclr_plugin.__file__).parent / "recipes"
 REPO_RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 
 
-# --- a tiny backbone, registered through a test plugin ---------------------------------------------------------
-
-
-class TinyNet(nn.Module):
-    """conv 3x3 stride 2 [-> BN] -> ReLU -> global average pool: (B, 3, H, W) -> (B, width)."""
-
-    def __init__(self, width: int, batch_norm: bool) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, width, 3, stride=2, padding=1)]
-        if batch_norm:
-            layers.append(nn.BatchNorm2d(width))
-        layers += [nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.net = nn.Sequential(*layers)
-        self.num_features = width
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-@attrs.frozen(kw_only=True)
-class TinyConfig:
-    """Options of the test backbone."""
-
-    width: int = 8
-    batch_norm: bool = True
-
-
-def build_tiny(config: TinyConfig) -> TinyNet:
-    """A tiny conv net for tests."""
-    return TinyNet(config.width, config.batch_norm)
-
-
-@hookimpl
-def _register_tiny(registry):
-    registry.add("tiny", build_tiny, TinyConfig)
-
-
-TINY_PLUGIN = types.SimpleNamespace(sslcore_register_backbones=_register_tiny)
-
-
 def make_host() -> PluginHost:
-    return PluginHost(autoload=False, extra_plugins=[("tiny", TINY_PLUGIN), ("simclr", simclr_plugin)])
+    return tiny_host("simclr", simclr_plugin)
 
 
 def document(*, batch_norm: bool = True, num_layers: int = 2, temperature: float = 0.5, **method) -> dict:
@@ -83,10 +40,6 @@ def document(*, batch_norm: bool = True, num_layers: int = 2, temperature: float
         "loss": {"kind": "ntxent", "temperature": temperature},
         "method": {"kind": "simclr", **method},
     }
-
-
-def batch_of(x1: torch.Tensor, x2: torch.Tensor) -> Batch:
-    return Batch(views=[x1, x2], index=torch.arange(x1.shape[0]))
 
 
 # --- (a) reference step: SimCLR Algorithm 1 written out ---------------------------------------------------------
@@ -118,12 +71,7 @@ def test_three_steps_match_algorithm_1():
     for step in range(3):
         x1, x2 = torch.randn(2, n, 3, 8, 8, dtype=torch.float64).unbind(0)
         info = StepInfo(step, 10, 5)
-        loss = method(batch_of(x1, x2), info).loss
-        optimizer.zero_grad()
-        loss.backward()
-        method.before_optimizer_step(info)
-        optimizer.step()
-        method.after_optimizer_step(info)
+        loss = training_step(method, optimizer, batch_of(x1, x2), info).loss
 
         # Alg. 1: h = f(x), z = g(h) for all 2N augmented views, both views in one batch as the official code
         # (BatchNorm over the 2N views); then interleave to the paper's (2k-1, 2k) pairs.
@@ -196,10 +144,7 @@ def _train(rank: int, world: int, state: dict, views: torch.Tensor) -> dict:
     losses = []
     for step in range(views.shape[0]):
         x1, x2 = (view[rank * local : (rank + 1) * local] for view in views[step])
-        loss = model(batch_of(x1, x2), StepInfo(step, 10, 5)).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        loss = training_step(method, optimizer, batch_of(x1, x2), StepInfo(step, 10, 5), model=model).loss
         losses.append(loss.item())
     return {"world": distributed.world_size(), "losses": losses, "state": method.state_dict()}
 
@@ -224,14 +169,6 @@ def test_two_processes_equal_one_process_with_the_global_batch():
 
 
 # --- (b, d) the shipped recipes ---------------------------------------------------------------------------------
-
-
-def build_recipe(name: str, host: PluginHost, *overrides: str):
-    recipe = resolve(name, host, overrides)
-    parts = MethodParts(recipe, num_samples=1000, total_steps=100, steps_per_epoch=10)
-    method = recipe.components["method"].build(parts=parts)
-    parts.check_all_used()
-    return recipe, method
 
 
 def test_smoke_recipe_builds_and_steps():

@@ -6,24 +6,22 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import sys
 
-import attrs
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import sslcore_plugin_supcon.plugin as supcon_plugin
-from sslcore import distributed, hookimpl
+from sslcore import distributed
 from sslcore.components.heads import MLPHead, MLPHeadConfig
 from sslcore.components.key_stores import InBatchKeys, Queue
 from sslcore.components.losses import SupConLoss
 from sslcore.errors import SslcoreError
-from sslcore.method import Batch, MethodParts, StepInfo
+from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
-from sslcore.testing import build_method, run_distributed
+from sslcore.testing import TinyConfig, TinyNet, build_method, build_recipe, run_distributed, tiny_host, training_step
 from sslcore_plugin_supcon import SupCon
 
 BATCH = 4  # global, images
@@ -33,38 +31,13 @@ SGD = dict(lr=0.05, momentum=0.9, weight_decay=1e-4)
 QUEUE_SIZE = 12
 
 
-# -- a tiny backbone (BatchNorm optional), registered through a test plugin (this module) ---------------------
-@attrs.frozen(kw_only=True)
-class TinyConfig:
-    """Tiny test backbone. width: output channels; batch_norm: BatchNorm after the convolution."""
-
-    width: int = 6
-    batch_norm: bool = False
-
-
-class Tiny(nn.Module):
-    def __init__(self, width: int, batch_norm: bool) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, width, 3, stride=2, padding=1)
-        self.norm = nn.BatchNorm2d(width) if batch_norm else nn.Identity()
-        self.num_features = width
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(x))).mean(dim=(2, 3))
-
-
-@hookimpl
-def sslcore_register_backbones(registry):
-    registry.add("tiny", lambda config: Tiny(config.width, config.batch_norm), TinyConfig)
-
-
 @functools.cache
 def make_host() -> PluginHost:
-    return PluginHost(autoload=False, extra_plugins=[("tiny", sys.modules[__name__]), ("supcon", supcon_plugin)])
+    return tiny_host("supcon", supcon_plugin)
 
 
 DOCUMENT = {
-    "backbone": {"kind": "tiny"},
+    "backbone": {"kind": "tiny", "width": 6, "batch_norm": False},
     "heads": {"projector": {"kind": "mlp", "num_layers": 2, "hidden_dim": 6, "out_dim": 5}},
     "key_store": {"kind": "in_batch", "stop_gradient": False},
     "loss": {"kind": "supcon", "temperature": TEMPERATURE, "base_temperature": BASE_TEMPERATURE},
@@ -113,16 +86,14 @@ def official_features(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor) -> t
 
 def test_three_steps_match_the_official_code():
     torch.manual_seed(0)
-    method = build(backbone={"kind": "tiny", "batch_norm": True})  # BatchNorm over both views, as the official
+    method = build(backbone={**DOCUMENT["backbone"], "batch_norm": True})  # BatchNorm over both views, as the official
     reference = nn.Sequential(copy.deepcopy(method.backbone), copy.deepcopy(method.projector))
     initial = [p.detach().clone() for p in method.parameters()]
     optimizer = torch.optim.SGD(method.parameters(), **SGD)
     reference_optimizer = torch.optim.SGD(reference.parameters(), **SGD)
     for step, (x1, x2) in enumerate(step_data()):
-        output = method(Batch(views=[x1, x2], index=torch.arange(BATCH), label=LABELS), StepInfo(step, 3, 3))
-        optimizer.zero_grad()
-        output.loss.backward()
-        optimizer.step()
+        batch = Batch(views=[x1, x2], index=torch.arange(BATCH), label=LABELS)
+        output = training_step(method, optimizer, batch, StepInfo(step, 3, 3))
 
         expected = official_supcon_loss(official_features(reference, x1, x2), LABELS)
         reference_optimizer.zero_grad()
@@ -162,10 +133,8 @@ def test_queue_extension_matches_equation_2_with_stored_keys():
     keys: list[torch.Tensor] = []
     key_labels: list[int] = []
     for step, (x1, x2) in enumerate(step_data()):
-        output = method(Batch(views=[x1, x2], index=torch.arange(BATCH), label=LABELS), StepInfo(step, 3, 3))
-        optimizer.zero_grad()
-        output.loss.backward()
-        optimizer.step()
+        batch = Batch(views=[x1, x2], index=torch.arange(BATCH), label=LABELS)
+        output = training_step(method, optimizer, batch, StepInfo(step, 3, 3))
 
         z = F.normalize(reference(torch.cat([x1, x2])), dim=1)
         z1, z2 = z[:BATCH], z[BATCH:]
@@ -217,11 +186,8 @@ def test_recipes_resolve_and_smoke_builds():
         projector = recipe.components["heads.projector"].config
         assert (projector.num_layers, projector.out_dim, projector.batch_norm) == (2, 128, False)
 
-    smoke = resolve("supcon_smoke", host)
-    parts = MethodParts(smoke, num_samples=64, total_steps=4, steps_per_epoch=4)
     torch.manual_seed(0)
-    method = smoke.components["method"].build(parts=parts)
-    parts.check_all_used()
+    _, method = build_recipe("supcon_smoke", host, num_samples=64, total_steps=4, steps_per_epoch=4)
     views = [torch.randn(16, 3, 32, 32), torch.randn(16, 3, 32, 32)]
     batch = Batch(views=views, index=torch.arange(16), label=torch.arange(16) % 3)
     loss = method(batch, StepInfo(0, 4, 4)).loss
@@ -244,7 +210,8 @@ def build_direct(queue: bool) -> SupCon:
     """The method of DOCUMENT (with QUEUE), built from its classes: the gloo workers skip the plugin host's imports."""
     projector = MLPHead(MLPHeadConfig(num_layers=2, hidden_dim=6, out_dim=5), in_dim=6)
     key_store = Queue(5, QUEUE_SIZE, store_labels=True) if queue else InBatchKeys(5)
-    return SupCon(Tiny(6, batch_norm=False), projector, key_store, SupConLoss(TEMPERATURE, BASE_TEMPERATURE))
+    backbone = TinyNet(TinyConfig(width=6, batch_norm=False))
+    return SupCon(backbone, projector, key_store, SupConLoss(TEMPERATURE, BASE_TEMPERATURE))
 
 
 def train(rank: int, world: int) -> dict:
@@ -260,10 +227,7 @@ def train(rank: int, world: int) -> dict:
         losses = []
         for step, (x1, x2) in enumerate(step_data()):
             batch = Batch(views=[x1[rows], x2[rows]], index=torch.arange(BATCH)[rows], label=LABELS[rows])
-            output = model(batch, StepInfo(step, 3, 3))
-            optimizer.zero_grad()
-            output.loss.backward()
-            optimizer.step()
+            output = training_step(method, optimizer, batch, StepInfo(step, 3, 3), model=model)
             losses.append(output.loss.detach())
         out[name] = {
             "losses": torch.stack(losses),

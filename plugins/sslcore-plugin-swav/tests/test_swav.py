@@ -6,11 +6,9 @@ import copy
 import json
 import math
 import shutil
-import sys
 from importlib.resources import files
 from pathlib import Path
 
-import attrs
 import numpy as np
 import pytest
 import torch
@@ -18,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import sslcore_plugin_swav.plugin as swav_plugin
-from sslcore import distributed, hookimpl
+from sslcore import distributed
 from sslcore.components.heads import MLPHead, MLPHeadConfig, Prototypes
 from sslcore.components.key_stores import Queue
 from sslcore.components.losses import SoftCrossEntropyLoss
@@ -26,7 +24,16 @@ from sslcore.errors import SslcoreError
 from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
-from sslcore.testing import build_method, run_distributed
+from sslcore.testing import (
+    TinyConfig,
+    TinyNet,
+    batch_of,
+    build_method,
+    run_distributed,
+    single_thread,
+    tiny_host,
+    training_step,
+)
 from sslcore_plugin_swav import SwAV, SwAVConfig, multicrop_forward
 
 WIDTH, HIDDEN, DIM, K = 6, 10, 4, 5  # backbone width, projector hidden width, embedding width, prototypes
@@ -37,44 +44,12 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny tensors gain nothing from intra-op threads, which only contend with parallel test runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-# -- a tiny backbone, registered through a test plugin ---------------------------------------------------------
-@attrs.frozen(kw_only=True)
-class TinyConfig:
-    """A 3x3 stride-2 convolution, BatchNorm (optional), ReLU, global average pooling."""
-
-    width: int = WIDTH
-    batch_norm: bool = True
-
-
-class Tiny(nn.Module):
-    def __init__(self, config: TinyConfig) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, config.width, 3, stride=2, padding=1, bias=not config.batch_norm)
-        self.norm = nn.BatchNorm2d(config.width) if config.batch_norm else nn.Identity()
-        self.num_features = config.width
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(x))).mean(dim=(2, 3))
-
-
-def build_tiny(config: TinyConfig) -> Tiny:
-    """A tiny convolutional backbone for tests."""
-    return Tiny(config)
-
-
-@hookimpl
-def sslcore_register_backbones(registry):
-    registry.add("tiny", build_tiny, TinyConfig)
+    with single_thread():
+        yield
 
 
 def host() -> PluginHost:
-    return PluginHost(autoload=False, extra_plugins=[("tiny", sys.modules[__name__]), ("swav", swav_plugin)])
+    return tiny_host("swav", swav_plugin)
 
 
 def swav_host() -> PluginHost:
@@ -84,7 +59,7 @@ def swav_host() -> PluginHost:
 def document(*, queue: int | None = None, temperature: float = 0.1, **method) -> dict:
     doc = {
         "method": {"kind": "swav", **method},
-        "backbone": {"kind": "tiny"},
+        "backbone": {"kind": "tiny", "width": WIDTH},
         "heads": {
             "projector": {"kind": "mlp", "num_layers": 2, "hidden_dim": HIDDEN, "out_dim": DIM, "batch_norm": True},
             "prototypes": {"kind": "prototypes", "num_prototypes": K},
@@ -116,18 +91,12 @@ def sgd(params) -> torch.optim.Optimizer:
 
 def train(model: nn.Module, method: SwAV, steps: list[list[torch.Tensor]], *, steps_per_epoch: int = 1,
           first_step: int = 0, optimizer: torch.optim.Optimizer | None = None) -> list[torch.Tensor]:
-    """The engine's loop: forward (through ``model``, possibly DDP), backward, before-step hook, optimizer step."""
+    """The engine's loop, forward through ``model`` (possibly DDP); returns the losses."""
     optimizer = optimizer or sgd(method.parameters())
     losses = []
     for offset, views in enumerate(steps):
         info = StepInfo(first_step + offset, 100, steps_per_epoch)
-        loss = model(Batch(views=views, index=torch.arange(views[0].shape[0])), info).loss
-        optimizer.zero_grad()
-        loss.backward()
-        method.before_optimizer_step(info)
-        optimizer.step()
-        method.after_optimizer_step(info)
-        losses.append(loss.detach())
+        losses.append(training_step(method, optimizer, batch_of(*views), info, model=model).loss.detach())
     return losses
 
 
@@ -168,8 +137,8 @@ class ReferenceModel(nn.Module):
 # reference's own).
 BN_STATE = ("weight", "bias", "running_mean", "running_var")
 NAMES = {
-    "backbone.conv.weight": "conv.weight",
-    **{f"backbone.norm.{n}": f"bn.{n}" for n in BN_STATE},
+    "backbone.net.0.weight": "conv.weight",
+    **{f"backbone.net.1.{n}": f"bn.{n}" for n in BN_STATE},
     "projector.layers.0.0.weight": "projection_head.0.weight",
     **{f"projector.layers.0.1.{n}": f"projection_head.1.{n}" for n in BN_STATE},
     "projector.layers.1.0.weight": "projection_head.3.weight",
@@ -404,7 +373,7 @@ def direct_swav(queue_size: int) -> SwAV:
     BatchNorm over the global batch. The Sinkhorn codes, the sharded queues and the gradients are what is tested.
     """
     torch.manual_seed(0)
-    backbone = Tiny(TinyConfig(batch_norm=False))
+    backbone = TinyNet(TinyConfig(width=WIDTH, batch_norm=False))
     projector = MLPHead(MLPHeadConfig(num_layers=2, hidden_dim=HIDDEN, out_dim=DIM), WIDTH)
     queues = [Queue(DIM, queue_size, sharding="sharded", init="zeros") for _ in range(2)]
     return SwAV(SwAVConfig(freeze_prototypes_niters=1, epoch_queue_starts=0), backbone=backbone, projector=projector,
