@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from benchmarks.cifar10_knn import METHODS, Budget, budget_overrides, recipe_document
+from benchmarks.cifar10_knn import METHODS, Budget, budget_overrides, recipe_document, zero_init_last
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
 
@@ -37,6 +38,16 @@ def test_budget_overrides_give_every_method_the_same_budget(name, host, tmp_path
     assert recipe.schedule.warmup_epochs in (0.0, 0.3)
     if name == "SwAV":
         assert recipe.components["method"].config.freeze_prototypes_niters == 20
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_table_reports_how_each_backbone_is_initialised(name, host) -> None:
+    package, recipe_name = METHODS[name]
+    document = recipe_document(package, recipe_name)
+    backbone = resolve(recipe_name, host, []).components["backbone"].build()
+    last_scale = backbone.layer1[0].bn2.weight  # timm ResNet-18: the last BatchNorm of the first block
+    expected = 0.0 if zero_init_last(document) else 1.0
+    assert torch.equal(last_scale, torch.full_like(last_scale, expected))
 
 
 @pytest.mark.slow
