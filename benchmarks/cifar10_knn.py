@@ -164,11 +164,14 @@ def markdown(budget: Budget, pixels: float, rows: dict[str, dict], command: str)
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default="../shared/data/cifar10", help="folder with train/test.parquet")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated rows (default: all)")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help='comma-separated rows (default: all; "" for the raw-pixel kNN alone)')
     parser.add_argument("--epochs", type=int, default=Budget.epochs)
     parser.add_argument("--train-limit", type=int, default=Budget.train_limit)
     parser.add_argument("--test-limit", type=int, default=Budget.test_limit)
     parser.add_argument("--batch-size", type=int, default=Budget.batch_size)
+    parser.add_argument("--k", type=int, default=Budget.k, help="kNN neighbours")
+    parser.add_argument("--temperature", type=float, default=Budget.temperature, help="kNN vote temperature")
     parser.add_argument("--runs-dir", default="runs/cifar10_knn")
     parser.add_argument("--json", help="write the budget and every summary here")
     parser.add_argument("--markdown", help="write the table here")
@@ -184,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     if not (Path(args.data_dir) / "train.parquet").is_file():
         sys.exit(f"error: {args.data_dir} has no train.parquet; give --data-dir")
     budget = Budget(data_dir=args.data_dir, epochs=args.epochs, train_limit=args.train_limit,
-                    test_limit=args.test_limit, batch_size=args.batch_size)
+                    test_limit=args.test_limit, batch_size=args.batch_size, k=args.k, temperature=args.temperature)
     pixels = raw_pixel_knn(budget)
     print(f"raw pixels: kNN top-1 {pixels:.2f}%", flush=True)
     rows = {}
