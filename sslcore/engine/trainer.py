@@ -213,12 +213,13 @@ class Trainer:
                     images += run.batch_size
                     window_images += run.batch_size
                     step = self.state.step
-                    if step % run.log_every == 0 or step == self.total_steps:
+                    evaluate = bool(run.eval_every) and step % run.eval_every == 0 and step != self.total_steps
+                    if step % run.log_every == 0 or step == self.total_steps or evaluate:
                         rate = window_images / max(time.perf_counter() - window_start, 1e-9)
                         window_start, window_images = time.perf_counter(), 0
                         record = {"step": step, "epoch": epoch, "loss": mean_loss,
                                   "lr": self.optimizer.param_groups[0]["lr"], "images_per_second": rate, **logs}
-                        if run.eval_every and step % run.eval_every == 0 and step != self.total_steps:
+                        if evaluate:
                             record.update(self.evaluate())
                         if acc.is_main_process:
                             self.metrics.write(record)

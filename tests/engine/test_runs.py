@@ -22,7 +22,8 @@ def losses(run_dir: Path) -> dict[int, float]:
 def test_run_writes_every_output_and_evaluates(tmp_path, plugin_env):
     recipe = tmp_path / "r.toml"
     recipe.write_text(recipe_text(tmp_path / "out", steps=3, checkpoint_every=2, evaluate=True))
-    result = run_sslcore([str(recipe)], plugin_env)
+    # evaluations at every step but the last (which the final evaluation covers), whether or not it is a log step
+    result = run_sslcore([str(recipe), "run.log_every=2", "run.eval_every=1"], plugin_env)
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "out" / "r"
     for name in RUN_FILES:
@@ -34,6 +35,8 @@ def test_run_writes_every_output_and_evaluates(tmp_path, plugin_env):
         assert key in summary, key
     assert 0.0 <= summary["knn_top1"] <= 100.0
     assert sorted(losses(run_dir)) == [1, 2, 3]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "knn_top1" in r] == [0, 1, 2, 3]
     assert "before training: knn_top1" in result.stdout and "after training: knn_top1" in result.stdout
     # the resolved recipe is complete: running it again reproduces the run
     resolved = (run_dir / "recipe.toml").read_text()
