@@ -92,7 +92,8 @@ def budget_overrides(document: dict, budget: Budget, output_dir: Path) -> list[s
 def train_method(name: str, budget: Budget, runs_dir: Path) -> dict:
     """Train one method on the budget in a fresh process; its summary.json (kNN before and after)."""
     package, recipe = METHODS[name]
-    overrides = budget_overrides(recipe_document(package, recipe), budget, runs_dir)
+    document = recipe_document(package, recipe)
+    overrides = budget_overrides(document, budget, runs_dir)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "sslcore.run", recipe, *overrides], capture_output=True, text=True,
                           env=dict(os.environ, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1"))
@@ -100,7 +101,7 @@ def train_method(name: str, budget: Budget, runs_dir: Path) -> dict:
         raise RuntimeError(f"{name} ({recipe}) failed:\n{done.stderr[-3000:]}")
     summary = json.loads((runs_dir / recipe / "summary.json").read_text())
     summary["recipe"], summary["command_seconds"] = recipe, time.perf_counter() - started
-    summary["zero_init_last"] = zero_init_last(recipe_document(package, recipe))
+    summary["zero_init_last"] = zero_init_last(document)
     return summary
 
 
