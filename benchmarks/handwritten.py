@@ -195,8 +195,8 @@ class MoCoV2(HandWritten):
 
     def load_from(self, method: Method) -> None:
         copy_weights(method.encoder, self.encoder)
-        copy_weights(method.key_encoder, self.key_encoder)
-        self.queue.copy_(method.queue.queue)
+        copy_weights(method.target, self.key_encoder)
+        self.queue.copy_(method.stores[0].queue)
 
 
 class SimCLR(HandWritten):
@@ -218,8 +218,8 @@ class SimCLR(HandWritten):
         return F.cross_entropy(logits, self.positives)
 
     def load_from(self, method: Method) -> None:
-        copy_weights(method.backbone, self.backbone)
-        copy_weights(method.projector, self.projector)
+        copy_weights(method.encoder.backbone, self.backbone)
+        copy_weights(method.encoder.projector, self.projector)
 
 
 class BYOL(HandWritten):
@@ -248,7 +248,7 @@ class BYOL(HandWritten):
             torch._foreach_lerp_(self.target_params, self.online_params, 1 - m)
 
     def load_from(self, method: Method) -> None:
-        copy_weights(method.online, self.online)
+        copy_weights(method.encoder, self.online)
         copy_weights(method.predictor, self.predictor)
         copy_weights(method.target, self.target)
 
@@ -305,7 +305,7 @@ class MoCoV3(HandWritten):
     def load_from(self, method: Method) -> None:
         copy_weights(method.encoder, self.encoder)
         copy_weights(method.predictor, self.predictor)
-        copy_weights(method.momentum_encoder, self.momentum_encoder)
+        copy_weights(method.target, self.momentum_encoder)
 
 
 IMPLEMENTATIONS: dict[str, type[HandWritten]] = {

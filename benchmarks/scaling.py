@@ -71,15 +71,15 @@ def batch_steps(config: BenchConfig, host: PluginHost, batches: list[int], timin
 
 class _QueueWork:
     """The queue's share of a MoCo step with sslcore's registered ``queue`` and ``infonce``: read the keys,
-    InfoNCE forward and backward, enqueue."""
+    InfoNCE forward and backward, write (enqueue)."""
 
     def __init__(self, store: Any, loss_fn: Any, q: torch.Tensor, k: torch.Tensor) -> None:
         self.store, self.loss_fn, self.q, self.k = store, loss_fn, q, k
 
     def __call__(self) -> torch.Tensor:
-        loss = self.loss_fn(self.q, self.k, self.store.keys())
+        loss = self.loss_fn(self.q, self.store.read(self.k))
         loss.backward()
-        self.store.enqueue(self.k)
+        self.store.write(self.k)
         self.q.grad = None
         return loss.detach()
 
@@ -107,7 +107,7 @@ def queue_component(config: BenchConfig, host: PluginHost, sizes: list[int], tim
     """The queue's share of a MoCo step alone (no backbone), so the cost that grows with K is visible.
 
     Also timed: sslcore with the loss's ``normalize = false``, which skips re-normalising the (already unit)
-    queue at every step; the rest of the gap to the hand-written version is ``Queue.keys()``'s clone.
+    queue at every step; the rest of the gap to the hand-written version is the clone of the queue in ``Queue.read``.
     """
     device = config.torch_device
     generator = torch.Generator().manual_seed(config.seed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
@@ -26,9 +28,10 @@ def make_accelerator(config: BenchConfig) -> Accelerator:
 class SslcoreStep:
     """One optimizer step exactly as ``Trainer.fit`` takes it, minus the data loader.
 
-    The body of ``fit``'s loop: ``_forward`` (autocast, the method's forward and loss), the loss and stop-flag
-    reduction with its ``.item()`` calls, ``_optimize`` (schedule, backward, optimizer step, zero_grad,
-    ``after_optimizer_step``), the logs turned into floats, and the step counter.
+    The body of ``fit``'s loop: ``_step`` (seeds, schedule, then ``train_step``: targets, autocast forward, backward,
+    optimizer step, key-store writes, ``after_optimizer_step``), the step counter, and the work of a logging step:
+    the loss reduced over processes and read on the host, checked finite, the logs turned into floats. ``fit`` waits
+    on the device at logging steps only; the benchmark reads every step's loss, so every step is one.
     """
 
     def __init__(self, recipe: Recipe, host: PluginHost, config: BenchConfig, views: list[torch.Tensor]) -> None:
@@ -52,14 +55,11 @@ class SslcoreStep:
         trainer = self.trainer
         acc = trainer.accelerator
         info = StepInfo(trainer.state.step, trainer.total_steps, trainer.steps_per_epoch)
-        output = trainer._forward(self.raw, info)
-        flags = acc.reduce(torch.tensor([output.loss.detach().float().item(), 0.0], device=acc.device), reduction="sum")
-        mean_loss = flags[0].item() / acc.num_processes
-        if not torch.isfinite(flags[0]):
+        output = trainer._step(self.raw, info)
+        total = acc.reduce(output.loss.detach().float().reshape(1), reduction="sum")
+        mean_loss = total.item() / acc.num_processes
+        if not math.isfinite(mean_loss):
             raise SslcoreError(f"the benchmarked loss became non-finite ({mean_loss}) at step {trainer.state.step}")
-        trainer._optimize(output.loss, info)
         self.last_logs = {k: float(v) for k, v in output.logs.items()}
         trainer.state.step += 1
-        if flags[1].item() > 0:
-            raise SslcoreError("unexpected stop flag in the benchmark")
         return mean_loss

@@ -8,6 +8,7 @@ from sslcore.components.key_stores.base import KeyStore  # noqa: E402
 from sslcore.components.target_updaters import TargetUpdater  # noqa: E402
 from sslcore.errors import SslcoreError  # noqa: E402
 from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo  # noqa: E402
+from sslcore.engine.step import train_step  # noqa: E402
 
 __all__ = [
     "Batch",
@@ -19,4 +20,5 @@ __all__ = [
     "StepInfo",
     "TargetUpdater",
     "hookimpl",
+    "train_step",
 ]

@@ -11,9 +11,9 @@ from rich.text import Text
 
 from sslcore.config import config_fields
 from sslcore.console import exit_on_user_error, out
-from sslcore.errors import SslcoreError, did_you_mean
+from sslcore.errors import SslcoreError
 from sslcore.plugins import PluginHost
-from sslcore.registry import KINDS
+from sslcore.registry import BUILTIN_KINDS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("overrides", nargs="*", default=[], metavar="table.key=value")
 
     listing = commands.add_parser("list", help="registered components by kind, with their providers")
-    listing.add_argument("kind", nargs="?", help=f"one of: {', '.join(KINDS)}")
+    builtin = ", ".join(kind.name for kind in BUILTIN_KINDS)
+    listing.add_argument("kind", nargs="?", help=f"one of: {builtin}, or a kind a plugin adds")
     listing.add_argument("--fields", action="store_true", help="also show each component's config fields")
 
     commands.add_parser("plugins", help="installed plugins with their versions and hooks")
@@ -54,13 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(host: PluginHost, kind: str | None, fields: bool) -> None:
-    if kind is not None and kind not in KINDS:
-        raise SslcoreError(f"unknown component kind '{kind}'", hint=did_you_mean(kind, KINDS))
-    for registry in host.registries:
-        if kind is not None and registry.kind != kind:
-            continue
-        out.print(Text(f"{registry.kind}:", style="bold"))
-        for entry in registry:
+    kinds = [host.kinds[kind]] if kind is not None else list(host.kinds)
+    builtin = {declared.name for declared in BUILTIN_KINDS}
+    for declared in kinds:
+        header = Text(f"{declared.name}:", style="bold")
+        if declared.name not in builtin:  # a kind a plugin added: who added it, its recipe tables, what it is
+            tables = ", ".join(f"[{t}]" if t == declared.table else f"[{t}.<name>]" for t in declared.tables)
+            about = f"  {tables}  {declared.description}"
+            header.append_text(Text.assemble("  ", (str(declared.provider), "cyan"), about))
+        out.print(header)
+        for entry in host.registries[declared.name]:
             out.print(Text.assemble(f"  {entry.name:<24}", (f"{entry.provider}", "cyan"), f"  {entry.description}"))
             if fields:
                 for name, type_name, default in config_fields(entry.config):

@@ -1,7 +1,9 @@
 """Hook specifications: the contract between sslcore and its plugins.
 
-Every hook receives a registry and calls ``registry.add(name, factory, config)``. Implementations may
-accept fewer arguments than the spec, and must be marked with ``@sslcore.hookimpl``.
+``sslcore_add_kinds`` runs first and may add component kinds; then every registration hook receives a registry
+and calls ``registry.add(name, factory, config)``. Implementations may accept fewer arguments than the spec, and
+must be marked with ``@sslcore.hookimpl``. A plugin that adds a kind declares its registration hook with
+:data:`hookspec` in a module of its own.
 """
 
 from __future__ import annotations
@@ -9,6 +11,17 @@ from __future__ import annotations
 import pluggy
 
 hookspec = pluggy.HookspecMarker("sslcore")
+
+
+@hookspec
+def sslcore_add_kinds(kinds):
+    """Add component kinds: ``kinds.add(name, spec, table=..., named=..., runtime=(...))``.
+
+    ``spec`` is the kind's registration hook, a function marked with ``@hookspec`` (``sslcore_register_<kinds>``);
+    its docstring is the kind's contract. Components of the kind live in the recipe table ``[table]`` (one) and /
+    or ``[named.<name>]`` (several); ``runtime`` names the keyword arguments their factories take besides the config.
+    Runs before every registration hook.
+    """
 
 
 @hookspec

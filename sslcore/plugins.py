@@ -12,7 +12,7 @@ import importlib.metadata
 import inspect
 import os
 from collections.abc import Iterable
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import attrs
@@ -21,7 +21,7 @@ import pluggy
 from sslcore import hookspecs
 from sslcore.errors import SslcoreError, did_you_mean
 from sslcore.recipes_registry import RecipeRegistry
-from sslcore.registry import KINDS, Provider, Registries
+from sslcore.registry import BUILTIN_KINDS, Kinds, Provider, Registries
 
 GROUP = "sslcore"
 AUTOLOAD_ENV = "SSLCORE_DISABLE_PLUGIN_AUTOLOAD"
@@ -39,21 +39,6 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "sslcore.evaluators": "sslcore.evaluation.registration",
     "sslcore.recipes": "sslcore.builtin_recipes",
 }
-
-#: The registration hook of each component kind.
-REGISTER_HOOKS: dict[str, str] = {
-    "backbone": "sslcore_register_backbones",
-    "head": "sslcore_register_heads",
-    "key_store": "sslcore_register_key_stores",
-    "target_updater": "sslcore_register_target_updaters",
-    "loss": "sslcore_register_losses",
-    "method": "sslcore_register_methods",
-    "dataset": "sslcore_register_datasets",
-    "transform": "sslcore_register_transforms",
-    "evaluator": "sslcore_register_evaluators",
-}
-assert set(REGISTER_HOOKS) == set(KINDS)
-
 
 class _StrictPluginManager(pluggy.PluginManager):
     """Rejects functions named like hooks that lack ``@hookimpl`` (they would otherwise be ignored)."""
@@ -76,7 +61,7 @@ class PluginInfo:
 
 
 class PluginHost:
-    """A plugin manager plus the registries its plugins filled. Create one per run (no globals)."""
+    """A plugin manager plus the kinds and registries its plugins filled. Create one per run (no globals)."""
 
     def __init__(
         self,
@@ -99,13 +84,16 @@ class PluginHost:
             self._load_entry_points()
         for name, plugin in extra_plugins:
             self._register(plugin, name)
+        self.kinds = self._add_kinds()
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as error:
             raise self._invalid(error) from None
-        self.registries = Registries()
+        self.registries = Registries(self.kinds)
         self.recipes = RecipeRegistry()
-        self._fill_registries()
+        for kind in self.kinds:
+            self._call(kind.hook, self.registries[kind.name])
+        self._call("sslcore_register_recipes", self.recipes)
 
     def _register(self, plugin: object, name: str) -> None:
         if self.pm.is_blocked(name):
@@ -168,29 +156,46 @@ class PluginHost:
             return Provider("sslcore", _own_version())
         return Provider(plugin_name)
 
-    def _fill_registries(self) -> None:
-        targets = [(self.registries[kind], hook) for kind, hook in REGISTER_HOOKS.items()]
-        targets.append((self.recipes, "sslcore_register_recipes"))
-        for registry, hook_name in targets:
-            hook = getattr(self.pm.hook, hook_name)
-            # Registration order (built-ins, installed plugins, extra plugins), so a later plugin can
-            # replace=True an earlier entry; tryfirst / trylast move an implementation to either end.
-            # (pluggy lists implementations in registration order and calls them in reverse.)
-            for impl in sorted(hook.get_hookimpls(), key=lambda impl: (not impl.tryfirst, impl.trylast)):
-                registry.provider = self.provider(impl.plugin_name)
-                try:
-                    impl.function(**{arg: registry for arg in impl.argnames})
-                except SslcoreError:
-                    raise
-                except Exception as error:
-                    raise SslcoreError(
-                        f"plugin {self._describe(impl.plugin_name)} failed in {hook_name}: "
-                        f"{type(error).__name__}: {error}",
-                        hint=f"fix or uninstall it, or skip it with {BLOCK_ENV}={impl.plugin_name}",
-                    ) from None
+    def _add_kinds(self) -> Kinds:
+        """The built-in kinds plus those plugins add; each added kind's registration hook becomes a hook spec."""
+        own = Provider("sslcore", _own_version())
+        kinds = Kinds(attrs.evolve(kind, provider=own) for kind in BUILTIN_KINDS)
+        self._call("sslcore_add_kinds", kinds)
+        for kind in list(kinds)[len(BUILTIN_KINDS) :]:  # the kinds plugins added
+            caller = getattr(self.pm.hook, kind.hook, None)
+            if caller is not None and caller.has_spec():
+                raise SslcoreError(
+                    f"component kind '{kind.name}' from {kind.provider} declares hook {kind.hook}, which exists",
+                    hint="name the registration hook after the kind",
+                )
+            try:  # validates the implementations already registered against the new spec
+                self.pm.add_hookspecs(SimpleNamespace(**{kind.hook: kind.spec}))
+            except pluggy.PluginValidationError as error:
+                raise self._invalid(error) from None
+        return kinds
+
+    def _call(self, hook_name: str, target: Any) -> None:
+        """Call each implementation of ``hook_name`` with ``target``, whose ``provider`` names the plugin."""
+        hook = getattr(self.pm.hook, hook_name)
+        # Registration order (built-ins, installed plugins, extra plugins), so a later plugin can
+        # replace=True an earlier entry; tryfirst / trylast move an implementation to either end.
+        # (pluggy lists implementations in registration order and calls them in reverse.)
+        for impl in sorted(hook.get_hookimpls(), key=lambda impl: (not impl.tryfirst, impl.trylast)):
+            target.provider = self.provider(impl.plugin_name)
+            try:
+                impl.function(**{arg: target for arg in impl.argnames})
+            except SslcoreError:
+                raise
+            except Exception as error:
+                raise SslcoreError(
+                    f"plugin {self._describe(impl.plugin_name)} failed in {hook_name}: "
+                    f"{type(error).__name__}: {error}",
+                    hint=f"fix or uninstall it, or skip it with {BLOCK_ENV}={impl.plugin_name}",
+                ) from None
 
     def hook_names(self) -> list[str]:
-        return sorted(name for name in dir(hookspecs) if name.startswith("sslcore_"))
+        """Every hook with a spec: the core's and those of kinds plugins added."""
+        return sorted(name for name, caller in vars(self.pm.hook).items() if name[0] != "_" and caller.has_spec())
 
     def plugins(self) -> list[PluginInfo]:
         infos = []

@@ -14,25 +14,12 @@ from sslcore.config import structure, unstructure
 from sslcore.engine.settings import OptimizerSettings, RunSettings, ScheduleSettings
 from sslcore.errors import SslcoreError, did_you_mean
 from sslcore.plugins import PluginHost
-from sslcore.registry import Entry
+from sslcore.registry import Entry, Kind, Kinds
 
-#: Top-level tables holding one component: table name -> component kind.
-COMPONENT_TABLES: dict[str, str] = {
-    "data": "dataset",
-    "views": "transform",
-    "backbone": "backbone",
-    "method": "method",
-    "key_store": "key_store",
-    "target_updater": "target_updater",
-    "loss": "loss",
-    "eval": "evaluator",
-}
-#: Top-level tables holding named components of one kind: ``[heads.projector]``, ``[heads.predictor]``.
-NAMED_COMPONENT_TABLES: dict[str, str] = {"heads": "head"}
-#: Top-level tables owned by the engine.
+#: Top-level tables owned by the engine (``sslcore.registry.ENGINE_TABLES``); every other table is a kind's.
 SETTINGS_TABLES: dict[str, type] = {"run": RunSettings, "optimizer": OptimizerSettings, "schedule": ScheduleSettings}
+#: Tables every recipe has; a kind's table is also present as its named tables (``[backbones.<name>]``).
 REQUIRED_TABLES = ("run", "data", "views", "backbone", "method", "optimizer")
-ALL_TABLES = (*SETTINGS_TABLES, *COMPONENT_TABLES, *NAMED_COMPONENT_TABLES)
 #: Method kinds whose plugin ships with this repository (for "how to install" hints).
 INSTALL_HINT = "install the plugin that provides it (e.g. `pip install sslcore-plugin-{name}`), then check `sslcore list {kind}`"
 
@@ -66,7 +53,9 @@ class Recipe:
     run: RunSettings
     optimizer: OptimizerSettings
     schedule: ScheduleSettings
+    #: Resolved component tables by TOML path: ``backbone``, ``backbones.l``, ``heads.projector``.
     components: dict[str, ComponentSpec]
+    kinds: Kinds = attrs.field(eq=False, repr=False)
 
     def get(self, table: str) -> ComponentSpec | None:
         return self.components.get(table)
@@ -159,43 +148,58 @@ def resolve(recipe: str, host: PluginHost, overrides: Sequence[str] = ()) -> Rec
 
 def resolve_document(document: dict[str, Any], where: str, host: PluginHost) -> Recipe:
     """Validate an already-read recipe document; ``where`` names its file in errors."""
+    kinds = host.kinds
+    known = [*SETTINGS_TABLES, *kinds.tables()]
     for table in document:
-        if table not in ALL_TABLES:
-            raise SslcoreError(f"unknown table [{table}]", where=where, hint=did_you_mean(table, ALL_TABLES))
+        if table not in known:
+            raise SslcoreError(f"unknown table [{table}]", where=where, hint=did_you_mean(table, known))
     for table in REQUIRED_TABLES:
-        if table not in document:
-            raise SslcoreError(f"missing table [{table}]", where=where, hint=f"every recipe needs [{table}]")
+        kind = kinds.by_table(table)
+        if table not in document and not (kind and kind.named in document):
+            named = f" or [{kind.named}.<name>]" if kind and kind.named else ""
+            raise SslcoreError(f"missing table [{table}]", where=where, hint=f"every recipe needs [{table}]{named}")
     settings = {name: structure(document.get(name, {}), cls, where=where, path=name) for name, cls in SETTINGS_TABLES.items()}
     components: dict[str, ComponentSpec] = {}
-    for table, kind in COMPONENT_TABLES.items():
-        if table in document:
-            components[table] = _component(document[table], kind, table, where, host)
-    for group, kind in NAMED_COMPONENT_TABLES.items():
-        named = document.get(group, {})
-        if not isinstance(named, dict):
-            raise SslcoreError(f"[{group}] must hold tables such as [{group}.projector]", where=f"{where} [{group}]")
-        for name, table in named.items():
-            components[f"{group}.{name}"] = _component(table, kind, f"{group}.{name}", where, host)
-    return Recipe(source=where, components=components, **settings)
+    for table, value in document.items():
+        kind = kinds.by_table(table)
+        if kind is None:
+            continue
+        if table == kind.table:
+            components[table] = _component(value, kind, table, where, host)
+            continue
+        if not isinstance(value, dict) or "kind" in value:
+            raise SslcoreError(
+                f"expected named tables such as [{table}.<name>]",
+                where=f"{where} [{table}]",
+                hint=f"for one {kind.name}, write [{kind.table}]" if kind.table else None,
+            )
+        if kind.table in document and value:
+            raise SslcoreError(
+                f"[{kind.table}] and [{table}.{next(iter(value))}] both give a {kind.name}",
+                where=where,
+                hint=f"a recipe has one [{kind.table}] or named [{table}.<name>] tables: rename [{kind.table}]",
+            )
+        for name, named in value.items():
+            components[f"{table}.{name}"] = _component(named, kind, f"{table}.{name}", where, host)
+    return Recipe(source=where, components=components, kinds=kinds, **settings)
 
 
-def _component(table: Any, kind: str, path: str, where: str, host: PluginHost) -> ComponentSpec:
+def _component(table: Any, kind: Kind, path: str, where: str, host: PluginHost) -> ComponentSpec:
     if not isinstance(table, dict):
         raise SslcoreError(f"expected a table with a 'kind', got {table!r}", where=f"{where} [{path}]")
     options = dict(table)
     name = options.pop("kind", None)
     if name is None:
-        raise SslcoreError(
-            f"missing 'kind'", where=f"{where} [{path}]", hint=f"name a {kind}: `sslcore list {kind}` shows them"
-        )
+        hint = f"name a {kind.name}: `sslcore list {kind.name}` shows them"
+        raise SslcoreError("missing 'kind'", where=f"{where} [{path}]", hint=hint)
     if not isinstance(name, str):
         raise SslcoreError(f"'kind' must be a string, got {name!r}", where=f"{where} [{path}.kind]")
-    registry = host.registries[kind]
+    registry = host.registries[kind.name]
     if name not in registry:
         hint = did_you_mean(name, registry.names())
-        if kind == "method":
-            hint += "; " + INSTALL_HINT.format(name=name, kind=kind)
-        raise SslcoreError(f"unknown {kind} '{name}'", where=f"{where} [{path}.kind]", hint=hint)
+        if kind.name == "method":
+            hint += "; " + INSTALL_HINT.format(name=name, kind=kind.name)
+        raise SslcoreError(f"unknown {kind.name} '{name}'", where=f"{where} [{path}.kind]", hint=hint)
     entry = registry.get(name)
     return ComponentSpec(path, entry, structure(options, entry.config, where=where, path=path), where)
 

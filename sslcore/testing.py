@@ -1,5 +1,6 @@
 """Helpers for tests of sslcore and its method plugins: a function run on N gloo processes on the CPU, methods built
-from recipes, a tiny test backbone with a plugin host that offers it, and the engine's training step."""
+from recipes, a tiny test backbone with a plugin host that offers it, and the engine's training step
+(:func:`training_step`, which is :func:`sslcore.engine.step.train_step`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from sslcore import hookimpl
-from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo
+from sslcore.engine.step import train_step
+from sslcore.method import Batch, MethodParts
 from sslcore.plugins import PluginHost
 from sslcore.recipe import Recipe, resolve, resolve_document
 from sslcore.registry import Registry
@@ -168,30 +170,14 @@ def tiny_host(name: str, plugin: object) -> PluginHost:
 
 # --- the engine's training step ---------------------------------------------------------------------------------------
 
+#: The engine's step, :func:`sslcore.engine.step.train_step`: ``training_step(method, optimizer, batch, info,
+#: model=ddp_model)``.
+training_step = train_step
+
 
 def batch_of(*views: torch.Tensor) -> Batch:
     """A batch of ``views`` (each (B, C, H, W)) whose samples are dataset positions 0 to B - 1."""
     return Batch(views=list(views), index=torch.arange(views[0].shape[0]))
-
-
-def training_step(
-    method: Method,
-    optimizer: torch.optim.Optimizer,
-    batch: Batch,
-    info: StepInfo,
-    *,
-    model: nn.Module | None = None,
-) -> MethodOutput:
-    """One step in the engine's order: forward through ``model`` (the method wrapped in DDP, say; the method when
-    None), backward, ``before_optimizer_step``, optimizer step, ``after_optimizer_step``. Returns the forward's output.
-    """
-    output = (method if model is None else model)(batch, info)
-    optimizer.zero_grad()
-    output.loss.backward()
-    method.before_optimizer_step(info)
-    optimizer.step()
-    method.after_optimizer_step(info)
-    return output
 
 
 def copy_state(target: nn.Module, source: nn.Module) -> None:

@@ -1,4 +1,4 @@
-"""DataLoaders of views: a source's dataset plus a view transform, run in worker processes.
+"""Evaluation DataLoaders of views: a source's dataset plus a view transform, run in worker processes.
 
 The transform is attached with ``datasets.Dataset.with_transform``: a worker reads a batch of rows, decodes
 only those images and applies the views, so neither decoding nor augmentation touches the main process.
@@ -69,47 +69,6 @@ def collate_views(batch: list[dict[str, Any]]) -> dict[str, Any]:
         if key in batch[0]:
             out[key] = torch.tensor([row[key] for row in batch], dtype=torch.long)
     return out
-
-
-def make_train_loader(
-    dataset: datasets.Dataset,
-    transform: ViewTransform,
-    *,
-    batch_size: int,
-    num_workers: int,
-    shuffle: bool = True,
-    drop_last: bool = True,
-    seed: int = 0,
-    pin_memory: bool | None = None,
-    prefetch_factor: int | None = None,
-) -> DataLoader:
-    """A DataLoader of view batches (see :func:`collate_views`), ready for ``accelerator.prepare``.
-
-    ``batch_size`` is per process. Shuffling and each worker's augmentation seed come from a generator
-    seeded with ``seed``, so a run is reproducible. Workers persist across epochs; memory is pinned when
-    CUDA is available (``pin_memory`` overrides).
-    """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if drop_last and len(dataset) < batch_size:
-        raise SslcoreError(
-            f"the training set has {len(dataset)} images, fewer than one batch of {batch_size}",
-            hint="lower the batch size or use more data",
-        )
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return DataLoader(
-        with_views(dataset, transform),
-        batch_size=batch_size,
-        shuffle=shuffle,
-        drop_last=drop_last,
-        num_workers=num_workers,
-        collate_fn=collate_views,
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        persistent_workers=num_workers > 0,
-        prefetch_factor=prefetch_factor if num_workers > 0 else None,
-        generator=generator,
-    )
 
 
 def make_eval_loader(

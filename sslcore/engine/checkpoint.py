@@ -114,8 +114,3 @@ def resolve_resume(run_dir: Path, resume: str) -> Path | None:
         )
     return path
 
-
-def step_of(checkpoint: Path) -> int:
-    match = _NAME.match(checkpoint.name)
-    assert match is not None
-    return int(match.group(1))

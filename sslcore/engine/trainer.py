@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from sslcore.engine import checkpoint
 from sslcore.engine.data import EpochSampler, TrainingViews, collate
 from sslcore.engine.optim import StepSchedule, build_optimizer
 from sslcore.engine.run_log import MetricsLog, plot_curves, write_summary
+from sslcore.engine.step import step_seed, train_step
 from sslcore.errors import SslcoreError
 from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo
 from sslcore.plugins import PluginHost
@@ -30,20 +32,57 @@ EVAL_SPLIT = "test"
 
 
 class TrainingState:
-    """The loop's own counters, saved with every checkpoint."""
+    """The loop's own counters, saved with every checkpoint: the step, and the loss window open at that step (each
+    process's loss sum since the last record, and the number of steps), so a resumed run logs the same means."""
 
     def __init__(self) -> None:
         self.step = 0
+        self.loss_sums: list[float] = []
+        self.loss_steps = 0
 
-    def state_dict(self) -> dict[str, int]:
-        return {"step": self.step}
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "loss_sums": self.loss_sums, "loss_steps": self.loss_steps}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
+        self.loss_sums = [float(total) for total in state.get("loss_sums", [])]
+        self.loss_steps = int(state.get("loss_steps", 0))
+
+
+class LossWindow:
+    """The losses since the last record, kept on the device so that a step never waits for it: this process's sum
+    and the first step of the window (1-based) whose loss was not finite."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.restore()
+
+    def restore(self, sums: Sequence[float] = (), steps: int = 0, rank: int = 0, world: int = 1) -> None:
+        """Open a window, empty or as a checkpoint saved it (``sums``: each process's; a run resumed on another
+        number of processes carries their total on process 0)."""
+        own = sums[rank] if len(sums) == world else (sum(sums) if rank == 0 else 0.0)
+        self.total = torch.tensor(own, dtype=torch.float32, device=self.device)
+        self.steps = steps
+        self.first_bad = torch.tensor(math.inf, device=self.device)
+
+    def add(self, loss: torch.Tensor) -> None:
+        loss = loss.detach().float()
+        self.steps += 1
+        self.total += loss
+        self.first_bad = torch.minimum(self.first_bad, torch.where(torch.isfinite(loss), math.inf, float(self.steps)))
+
+    def gather(self, accelerator: Accelerator, stop: bool) -> tuple[list[float], int | None, bool]:
+        """Every process's sum, the first non-finite step on any process (None if all were finite), and whether any
+        process was asked to stop. Waits for the device: one gather over processes."""
+        flag = torch.tensor(float(stop), device=self.device)
+        rows = accelerator.gather(torch.stack([self.total, self.first_bad, flag])[None]).cpu()
+        bad = rows[:, 1].min().item()
+        return rows[:, 0].tolist(), None if math.isinf(bad) else int(bad), bool(rows[:, 2].any())
 
 
 class StopRequest:
-    """Turns SIGTERM / SIGINT into a flag checked between steps, so the run can save and exit cleanly."""
+    """Turns SIGTERM / SIGINT into a flag, so the run can save and exit cleanly: one process stops after the current
+    step, several after the next log or checkpoint step (where they agree on it without waiting every step)."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
@@ -133,6 +172,8 @@ class Trainer:
         self.method: Method = self.accelerator.unwrap_model(self.model)
         self.state = TrainingState()
         self.accelerator.register_for_checkpointing(self.state)
+        for updater in {id(f.updater): f.updater for f in self.method.followers()}.values():
+            self.accelerator.register_for_checkpointing(updater)  # the engine keeps every target updater's state
         self.evaluator = recipe.components["eval"].build() if "eval" in recipe.components else None
         self._eval_data: Any = None
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
@@ -184,6 +225,8 @@ class Trainer:
         started = time.perf_counter()
         images = 0
         last_loss = float("nan")
+        window = LossWindow(acc.device)
+        window.restore(self.state.loss_sums, self.state.loss_steps, acc.process_index, acc.num_processes)
         with StopRequest() as stop, _progress(acc.is_main_process and run.progress) as progress:
             task = progress.add_task("train", total=self.total_steps, completed=self.state.step, info="")
             while self.state.step < self.total_steps:
@@ -192,70 +235,71 @@ class Trainer:
                 batches = acc.skip_first_batches(self.loader, offset) if offset else self.loader
                 window_start, window_images = time.perf_counter(), 0
                 for raw in batches:
-                    info = StepInfo(self.state.step, self.total_steps, self.steps_per_epoch)
-                    output = self._forward(raw, info)
-                    flags = acc.reduce(
-                        torch.tensor([output.loss.detach().float().item(), float(stop.signal is not None)],
-                                     device=acc.device),
-                        reduction="sum",
-                    )
-                    mean_loss = flags[0].item() / acc.num_processes
-                    if not torch.isfinite(flags[0]):
-                        raise SslcoreError(
-                            f"the loss became non-finite ({mean_loss}) at step {self.state.step + 1}; training stopped",
-                            where=str(self.run_dir),
-                            hint="lower the learning rate or set run.grad_clip; the last checkpoint is kept",
-                        )
-                    self._optimize(output.loss, info)
-                    logs = {k: float(v) for k, v in output.logs.items()}
+                    output = self._step(raw, StepInfo(self.state.step, self.total_steps, self.steps_per_epoch))
+                    window.add(output.loss)
                     self.state.step += 1
-                    last_loss = mean_loss
                     images += run.batch_size
                     window_images += run.batch_size
                     step = self.state.step
                     evaluate = bool(run.eval_every) and step % run.eval_every == 0 and step != self.total_steps
-                    if step % run.log_every == 0 or step == self.total_steps or evaluate:
-                        rate = window_images / max(time.perf_counter() - window_start, 1e-9)
-                        window_start, window_images = time.perf_counter(), 0
-                        record = {"step": step, "epoch": epoch, "loss": mean_loss,
-                                  "lr": self.optimizer.param_groups[0]["lr"], "images_per_second": rate, **logs}
-                        if evaluate:
-                            record.update(self.evaluate())
-                        if acc.is_main_process:
-                            self.metrics.write(record)
-                        acc.log(record, step=step)
-                        progress.update(task, info=f"epoch {epoch} loss {mean_loss:.4f} "
-                                                   f"lr {record['lr']:.3g} {rate:.0f} img/s")
+                    record = step % run.log_every == 0 or step == self.total_steps or evaluate
+                    save = bool(run.checkpoint_every) and step % run.checkpoint_every == 0 and step != self.total_steps
+                    # The only wait on the device: at the same steps on every process (one process also stops at once).
+                    if record or save or (acc.num_processes == 1 and stop.signal is not None):
+                        sums, stopped = self._check(window, stop.signal is not None)
+                        if record:
+                            rate = window_images / max(time.perf_counter() - window_start, 1e-9)
+                            window_start, window_images = time.perf_counter(), 0
+                            last_loss = sum(sums) / (acc.num_processes * window.steps)
+                            window.restore()
+                            entry = {"step": step, "epoch": epoch, "loss": last_loss,
+                                     "lr": self.optimizer.param_groups[0]["lr"], "images_per_second": rate,
+                                     **{k: float(v) for k, v in output.logs.items()}}
+                            if evaluate:
+                                entry.update(self.evaluate())
+                            if acc.is_main_process:
+                                self.metrics.write(entry)
+                            acc.log(entry, step=step)
+                            progress.update(task, info=f"epoch {epoch} loss {last_loss:.4f} "
+                                                       f"lr {entry['lr']:.3g} {rate:.0f} img/s")
+                        if save or stopped:
+                            self.state.loss_sums = sums if window.steps else []  # the open window
+                            self.state.loss_steps = window.steps
+                            checkpoint.save_checkpoint(acc, self.run_dir, step, run.keep_checkpoints, self.method)
+                        if stopped:
+                            raise Interrupted(stop.signal or signal.SIGTERM, step)
                     progress.update(task, completed=step)
-                    if run.checkpoint_every and step % run.checkpoint_every == 0 and step != self.total_steps:
-                        checkpoint.save_checkpoint(acc, self.run_dir, step, run.keep_checkpoints, self.method)
-                    if flags[1].item() > 0:
-                        checkpoint.save_checkpoint(acc, self.run_dir, step, run.keep_checkpoints, self.method)
-                        raise Interrupted(stop.signal or signal.SIGTERM, step)
                     if step >= self.total_steps:
                         break
         wall = time.perf_counter() - started
+        self.state.loss_sums, self.state.loss_steps = [], 0
         checkpoint.save_checkpoint(acc, self.run_dir, self.state.step, run.keep_checkpoints, self.method)
         final = self.evaluate()
         summary = self._finish(final, initial, last_loss, images, wall)
         acc.end_training()
         return summary
 
-    def _forward(self, raw: dict[str, Any], info: StepInfo) -> MethodOutput:
-        batch = Batch(views=raw["views"], index=raw["index"], label=raw.get("label"))
-        with self.accelerator.autocast():
-            return self.model(batch, info)
-
-    def _optimize(self, loss: torch.Tensor, info: StepInfo) -> None:
+    def _step(self, raw: dict[str, Any], info: StepInfo) -> MethodOutput:
+        """One optimizer step: the global generators seeded for (seed, step, process), the step's learning rate,
+        then :func:`train_step`."""
+        set_seed(step_seed(self.recipe.run.seed, info.step, self.accelerator.process_index))
         self.schedule.apply(self.optimizer, info.step)
-        self.accelerator.backward(loss)
-        self.accelerator.unscale_gradients()  # fp16: methods and clipping see true gradients (no-op otherwise)
-        self.method.before_optimizer_step(info)
-        if self.recipe.run.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.run.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.method.after_optimizer_step(info)
+        batch = Batch(views=raw["views"], index=raw["index"], label=raw.get("label"))
+        return train_step(self.method, self.optimizer, batch, info, model=self.model, accelerator=self.accelerator,
+                          grad_clip=self.recipe.run.grad_clip)
+
+    def _check(self, window: LossWindow, stop: bool) -> tuple[list[float], bool]:
+        """Each process's loss sum over the window and whether any process was asked to stop; raises if a loss of
+        the window was not finite."""
+        sums, bad, stopped = window.gather(self.accelerator, stop)
+        if bad is not None:
+            raise SslcoreError(
+                f"the loss became non-finite ({sum(sums)}) at step {self.state.step - window.steps + bad}; "
+                "training stopped",
+                where=str(self.run_dir),
+                hint="lower the learning rate or set run.grad_clip; the last checkpoint is kept",
+            )
+        return sums, stopped
 
     def _finish(self, final: dict[str, float], initial: dict[str, float], last_loss: float, images: int,
                 wall: float) -> dict[str, Any]:
@@ -271,13 +315,13 @@ class Trainer:
             **initial,
         }
         if self.accelerator.is_main_process:
-            from sslcore.export import save_backbone
+            from sslcore.export import save_networks
 
             if final:
                 self.metrics.write({"step": self.state.step, **final})
             write_summary(self.run_dir / "summary.json", summary)
             plot_curves(self.metrics.read(), self.run_dir / "curves.png")
-            save_backbone(self.method.backbone, self.run_dir / "backbone.safetensors")
+            save_networks(self.method.exported_networks(), self.run_dir)
             if final:
                 out.print("after training: " + _format(final) + (f"  (before: {_format(initial)})" if initial else ""))
             out.print(f"run directory: {self.run_dir}")

@@ -1,4 +1,8 @@
-"""Each loss against an independent implementation of its paper's formula (explicit loops), values and gradients."""
+"""Each loss against an independent implementation of its paper's formula (explicit loops), values and gradients.
+
+Every loss but soft_cross_entropy is ``loss(query, keys)``: the tests build the keys as the key store of its method
+gives them (``InBatchKeys.read`` on one process, or the same layout written out for a rank of a larger batch).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from sslcore.components.key_stores import InBatchKeys
 from sslcore.components.losses import (
     InfoNCEConfig,
     MoCoV3ContrastiveConfig,
@@ -22,6 +27,7 @@ from sslcore.components.losses import (
     soft_cross_entropy,
     sslcore_register_losses,
 )
+from sslcore.keys import Keys, KeysMismatch
 from sslcore.registry import Registry
 
 TOL = dict(rtol=1e-5, atol=1e-6)
@@ -65,6 +71,46 @@ def registry() -> Registry:
 def build(registry: Registry, name: str, **options):
     entry = registry.get(name)
     return entry.build(entry.config(**options))
+
+
+# ---------------------------------------------------------------- the keys each method's key store gives
+
+
+def simclr_call(loss, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """SimCLR's one call: the 2B anchors against the in-batch keys of both views, each anchor's positive its
+    other view and the anchor itself left out."""
+    batch = z1.shape[0]
+    rows = torch.arange(batch)
+    z = torch.cat([z1, z2])
+    keys = InBatchKeys(z.shape[1]).read(z, positive_rows=torch.cat([rows + batch, rows]),
+                                        exclude_rows=torch.arange(2 * batch))
+    return loss(z, keys)
+
+
+def view_major(features: torch.Tensor) -> torch.Tensor:
+    """``(B, V, D)`` -> ``(V*B, D)``: all samples' first view, then all samples' second view, ..."""
+    return features.transpose(0, 1).reshape(-1, features.shape[2])
+
+
+def supcon_call(loss, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """SupCon's one call on one process: every view of every sample, view-major, against the in-batch keys with
+    their labels, each anchor's own column left out."""
+    anchors = view_major(features)
+    keys = InBatchKeys(anchors.shape[1]).read(anchors, labels=labels.repeat(features.shape[1]),
+                                              exclude_rows=torch.arange(anchors.shape[0]))
+    return loss(anchors, keys)
+
+
+def supcon_rank_keys(all_features: torch.Tensor, all_labels: torch.Tensor, rank: int, batch: int) -> Keys:
+    """The in-batch keys rank ``rank`` of ``len(all_features) // batch`` ranks reads: every rank's view-major rows,
+    in rank order, its own anchors' columns left out."""
+    views = all_features.shape[1]
+    shards = range(0, all_features.shape[0], batch)
+    bank = torch.cat([view_major(all_features[s : s + batch]) for s in shards])
+    labels = torch.cat([all_labels[s : s + batch].repeat(views) for s in shards])
+    local = all_labels[rank * batch : (rank + 1) * batch].repeat(views)
+    return Keys(bank=bank, labels=labels, query_labels=local,
+                exclude_index=rank * views * batch + torch.arange(views * batch), grad=True)
 
 
 # ---------------------------------------------------------------- references written from the papers
@@ -162,9 +208,13 @@ def test_infonce_matches_moco_equation_with_a_queue_and_with_per_query_negatives
     q, k = torch.randn(4, 8, dtype=torch.float64), torch.randn(4, 8, dtype=torch.float64)
     queue = torch.randn(6, 8, dtype=torch.float64)
     loss = build(registry, "infonce", temperature=0.2)
-    assert_matches_reference(loss, lambda *x: infonce_reference(*x, 0.2), q, k, queue)
+
+    def impl(query, positive, negatives):
+        return loss(query, Keys(positive=positive, bank=negatives))
+
+    assert_matches_reference(impl, lambda *x: infonce_reference(*x, 0.2), q, k, queue)
     per_query = torch.randn(4, 5, 8, dtype=torch.float64)
-    assert_matches_reference(loss, lambda *x: infonce_reference(*x, 0.2), q, k, per_query)
+    assert_matches_reference(impl, lambda *x: infonce_reference(*x, 0.2), q, k, per_query)
 
 
 def test_infonce_default_temperature_is_moco_v1():
@@ -175,14 +225,20 @@ def test_ntxent_matches_simclr_equation(registry):
     torch.manual_seed(1)
     z1, z2 = torch.randn(5, 6, dtype=torch.float64), torch.randn(5, 6, dtype=torch.float64)
     loss = build(registry, "ntxent", temperature=0.5)
-    assert_matches_reference(loss, lambda a, b: ntxent_reference(a, b, 0.5, range(5)), z1, z2)
+    assert_matches_reference(
+        lambda a, b: simclr_call(loss, a, b), lambda a, b: ntxent_reference(a, b, 0.5, range(5)), z1, z2
+    )
 
 
-def test_ntxent_local_anchors_against_a_global_batch_use_the_offset():
+def test_ntxent_local_anchors_against_a_global_batch_use_the_ranks_columns():
     torch.manual_seed(2)
     all_z1, all_z2 = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
     loss = NTXentLoss(temperature=0.3)
-    value = loss(all_z1[2:4], all_z2[2:4], all_z1, all_z2, offset=2)
+    # Rank 1 of 3 ranks with 2 samples each: the in-batch store gathers each rank's cat(z1, z2) in rank order,
+    # so this rank's rows start at column 4; the positive of anchor i is its other view, i itself is left out.
+    bank = torch.cat([torch.cat([all_z1[s : s + 2], all_z2[s : s + 2]]) for s in (0, 2, 4)])
+    keys = Keys(bank=bank, positive_index=4 + torch.tensor([2, 3, 0, 1]), exclude_index=4 + torch.arange(4))
+    value = loss(torch.cat([all_z1[2:4], all_z2[2:4]]), keys)
     torch.testing.assert_close(value, ntxent_reference(all_z1, all_z2, 0.3, [2, 3]), **TOL)
 
 
@@ -195,7 +251,10 @@ def test_mocov3_matches_algorithm_1(registry):
     q, k_all = torch.randn(3, 5, dtype=torch.float64), torch.randn(7, 5, dtype=torch.float64)
     loss = build(registry, "mocov3_contrastive", temperature=0.2)
     assert_matches_reference(
-        lambda a, b: loss(a, b, offset=2), lambda a, b: mocov3_reference(a, b, 0.2, 2), q, k_all
+        lambda a, b: loss(a, Keys(bank=b, positive_index=torch.arange(3) + 2)),
+        lambda a, b: mocov3_reference(a, b, 0.2, 2),
+        q,
+        k_all,
     )
     assert MoCoV3ContrastiveConfig().temperature == 1.0
 
@@ -210,8 +269,9 @@ def test_negative_cosine_and_normalized_mse_match_simsiam_and_byol(registry):
     def norm_mse(a, b):
         return torch.stack([((unit(a[i]) - unit(b[i])) ** 2).sum() for i in range(len(a))]).mean()
 
-    assert_matches_reference(build(registry, "negative_cosine"), neg_cos, p, z)
-    assert_matches_reference(build(registry, "normalized_mse"), norm_mse, p, z)
+    negative_cosine, normalized_mse = build(registry, "negative_cosine"), build(registry, "normalized_mse")
+    assert_matches_reference(lambda a, b: negative_cosine(a, Keys(positive=b)), neg_cos, p, z)
+    assert_matches_reference(lambda a, b: normalized_mse(a, Keys(positive=b)), norm_mse, p, z)
 
 
 def test_supcon_matches_equation_2(registry):
@@ -220,7 +280,7 @@ def test_supcon_matches_equation_2(registry):
     labels = torch.tensor([0, 1, 0, 2, 1, 0])
     loss = build(registry, "supcon", temperature=0.2, base_temperature=0.1)
     assert_matches_reference(
-        lambda f: loss(f, labels), lambda f: supcon_reference(f, labels, f, labels, 0, 0.2, 0.1), features
+        lambda f: supcon_call(loss, f, labels), lambda f: supcon_reference(f, labels, f, labels, 0, 0.2, 0.1), features
     )
 
 
@@ -232,7 +292,9 @@ def test_supcon_local_anchors_global_contrast_and_queue():
     loss = SupConLoss(temperature=0.5, base_temperature=0.5)
 
     def impl(local, everything, keys):
-        return loss(local, all_labels[3:], everything, all_labels, 3, keys, queue_labels)
+        # Rank 1 of 2 with 3 samples each: the in-batch keys of the global batch, then the queue's labelled keys.
+        in_batch = supcon_rank_keys(everything, all_labels, rank=1, batch=3)
+        return loss(view_major(local), in_batch.cat(Keys(bank=keys, labels=queue_labels)))
 
     def reference(local, everything, keys):
         return supcon_reference(local, all_labels[3:], everything, all_labels, 3, 0.5, 0.5, keys, queue_labels)
@@ -246,12 +308,13 @@ def test_supcon_anchor_without_positive_counts_as_zero_instead_of_nan():
     labels = torch.tensor([0, 1, 1, 2])
     loss = SupConLoss(temperature=0.1, base_temperature=0.1)
     assert_matches_reference(
-        lambda f: loss(f, labels), lambda f: supcon_reference(f, labels, f, labels, 0, 0.1, 0.1), features
+        lambda f: supcon_call(loss, f, labels), lambda f: supcon_reference(f, labels, f, labels, 0, 0.1, 0.1), features
     )
-    value = loss(features, labels)
+    value = supcon_call(loss, features, labels)
     assert torch.isfinite(value)
     # Only the two anchors of label 1 contribute; the others count in the mean with 0.
-    pair = loss(features[1:3], labels[1:3], features, labels, offset=1)
+    pair_keys = Keys(bank=features[:, 0], labels=labels, query_labels=labels[1:3], exclude_index=torch.tensor([1, 2]))
+    pair = loss(features[1:3, 0], pair_keys)
     torch.testing.assert_close(value, pair / 2, **TOL)
 
 
@@ -272,7 +335,11 @@ def test_nce_matches_instdisc_equations_and_fixes_z_after_the_first_batch(regist
     scores = [math.exp(float(dot(unit(v), unit(f[b]))) / t) for b in range(4) for v in [pos[b], *negatives[b]]]
     z = sum(scores) / len(scores) * n
     assert_matches_reference(
-        lambda *x: loss(*x, num_samples=n), lambda *x: nce_reference(*x, n, t, z), f, pos, negatives
+        lambda a, b, c: loss(a, Keys(positive=b, bank=c, population=n)),
+        lambda *x: nce_reference(*x, n, t, z),
+        f,
+        pos,
+        negatives,
     )
     assert float(loss.normalizer) == pytest.approx(z, rel=1e-12)
 
@@ -282,7 +349,11 @@ def test_nce_matches_instdisc_equations_and_fixes_z_after_the_first_batch(regist
     restored.load_state_dict(loss.state_dict())
     assert "normalizer" in loss.state_dict()
     assert_matches_reference(
-        lambda *x: restored(*x, num_samples=n), lambda *x: nce_reference(*x, n, t, z), f * 2 + 1, pos, shared
+        lambda a, b, c: restored(a, Keys(positive=b, bank=c, population=n)),
+        lambda *x: nce_reference(*x, n, t, z),
+        f * 2 + 1,
+        pos,
+        shared,
     )
     assert float(restored.normalizer) == pytest.approx(z, rel=1e-12)
     assert NCEConfig().temperature == 0.07
@@ -329,14 +400,16 @@ def test_sinkhorn_works_in_float32_for_half_inputs():
 def test_every_loss_is_registered_and_builds_from_its_default_config(registry):
     assert registry.names() == sorted(
         ["infonce", "ntxent", "mocov3_contrastive", "negative_cosine", "normalized_mse", "supcon", "nce",
-         "soft_cross_entropy"]
+         "invaspread", "soft_cross_entropy"]
     )
     for entry in registry:
         assert attrs.has(entry.config) and entry.description
         assert isinstance(entry.build(entry.config()), torch.nn.Module)
 
 
-@pytest.mark.parametrize("name", ["infonce", "ntxent", "mocov3_contrastive", "supcon", "nce", "soft_cross_entropy"])
+@pytest.mark.parametrize(
+    "name", ["infonce", "ntxent", "mocov3_contrastive", "supcon", "nce", "invaspread", "soft_cross_entropy"]
+)
 def test_temperature_must_be_positive(registry, name):
     with pytest.raises(ValueError, match="temperature"):
         registry.get(name).config(temperature=0.0)
@@ -349,19 +422,43 @@ def test_supcon_base_temperature_must_be_positive():
 
 def test_wrong_shapes_are_clear_errors(registry):
     x = torch.randn(4, 3)
-    with pytest.raises(ValueError, match=r"negatives must have shape"):
-        build(registry, "infonce")(x, x, torch.randn(2, 5, 3))
-    with pytest.raises(ValueError, match="pass both all_z1 and all_z2"):
-        NTXentLoss()(x, x, all_z1=x)
-    with pytest.raises(ValueError, match="offset 3 with 4 local rows"):
-        NTXentLoss()(x, x, torch.randn(6, 3), torch.randn(6, 3), offset=3)
-    with pytest.raises(ValueError, match=r"features must have shape \(B, V, D\)"):
-        SupConLoss()(x, torch.zeros(4))
-    with pytest.raises(ValueError, match=r"labels must have shape \(4,\)"):
-        SupConLoss()(x[:, None], torch.zeros(3))
-    with pytest.raises(ValueError, match="num_samples"):
-        NCELoss()(x, x, x, num_samples=0)
+    with pytest.raises(ValueError, match=r"keys of shape \(2, 5, 3\) do not fit queries of shape \(4, 3\)"):
+        build(registry, "infonce")(x, Keys(positive=x, bank=torch.randn(2, 5, 3)))
+    with pytest.raises(ValueError, match=r"negatives must have shape \(m, D\) or \(B, m, D\)"):
+        NCELoss()(x, Keys(positive=x, bank=torch.randn(2, 5, 3), population=10))
+    labelled = dict(bank=x, labels=torch.zeros(4), query_labels=torch.zeros(4))
+    with pytest.raises(ValueError, match=r"query must have shape \(n, D\)"):
+        SupConLoss()(x[:, None], Keys(**labelled))
+    with pytest.raises(ValueError, match=r"one label per query and per key, got \(3,\) for 4 queries"):
+        SupConLoss()(x, Keys(**{**labelled, "query_labels": torch.zeros(3)}))
+    with pytest.raises(ValueError, match="same shape"):
+        build(registry, "negative_cosine")(x, Keys(positive=x[:2]))
+    with pytest.raises(ValueError, match="population"):  # NCE's memory-bank size n
+        NCELoss()(x, Keys(positive=x, bank=x, population=0))
     with pytest.raises(ValueError, match="same shape"):
         soft_cross_entropy(torch.rand(4, 2), x, 0.1)
     with pytest.raises(ValueError, match="iterations"):
         sinkhorn_knopp(x, iterations=0)
+
+
+def test_a_loss_given_keys_it_cannot_use_says_what_is_missing(registry):
+    """The one-line KeysMismatch a method turns into "[loss] ... and [key_store] ... do not fit"."""
+    x = torch.randn(4, 3)
+    in_batch = InBatchKeys(3).read(x)
+    with pytest.raises(KeysMismatch, match="loss 'infonce' needs keys with bank"):
+        build(registry, "infonce")(x, Keys(positive=x))  # no negatives: BYOL's keys
+    with pytest.raises(KeysMismatch, match="loss 'ntxent' needs each query's positive"):
+        NTXentLoss()(x, Keys(bank=x))
+    with pytest.raises(KeysMismatch, match="loss 'mocov3_contrastive' needs keys with bank"):
+        build(registry, "mocov3_contrastive")(x, Keys(positive=x))
+    with pytest.raises(KeysMismatch, match="loss 'supcon' needs keys with labels, query_labels"):
+        SupConLoss()(x, in_batch)  # in-batch keys read without labels
+    with pytest.raises(KeysMismatch, match="loss 'nce' needs keys with population"):
+        NCELoss()(x, Keys(positive=x, bank=torch.randn(4, 5, 3)))  # per-query draws, but no noise distribution
+    with pytest.raises(KeysMismatch, match="loss 'nce' needs keys with positive"):
+        NCELoss()(x, in_batch)
+    for name in ("negative_cosine", "normalized_mse"):
+        with pytest.raises(KeysMismatch, match=f"loss '{name}' compares each query with its positive only"):
+            build(registry, name)(x, Keys(positive=x, bank=torch.randn(6, 3)))  # a queue's negatives
+        with pytest.raises(KeysMismatch, match=f"loss '{name}' needs keys with positive"):
+            build(registry, name)(x, in_batch)

@@ -1,7 +1,11 @@
 """On 2 gloo processes, in-batch losses with gathered keys equal one process holding the global batch.
 
+Each loss is called as its method calls it, ``loss(query, keys)`` with the keys of the ``in_batch`` key store
+(``InBatchKeys.read``), the same code on one process and on each rank.
+
 Gradient relation checked here: rank r's loss L_r is the mean over its B local anchors, and the gathered keys
-come from ``gather_with_grad``, whose backward sums the upstream gradient over ranks. So the gradient that
+come from ``gather_with_grad`` (the in-batch store without ``stop_gradient``), whose backward sums the upstream
+gradient over ranks. So the gradient that
 reaches rank r's inputs is d(L_0 + L_1)/dx_r. One process with the 2B batch computes L = (L_0 + L_1) / 2,
 hence  rank gradient = world_size * single-process gradient  for the rows of that rank. DDP then averages the
 parameter gradients over ranks, which divides by world_size again: exactly the single-process gradient.
@@ -12,8 +16,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sslcore.components.key_stores import InBatchKeys
 from sslcore.components.losses import MoCoV3ContrastiveLoss, NTXentLoss, SupConLoss, sinkhorn_knopp
-from sslcore.distributed import gather, gather_with_grad, rank, world_size
+from sslcore.distributed import rank, world_size
+from sslcore.keys import Keys
 from sslcore.testing import run_distributed
 
 WORLD = 2
@@ -41,39 +47,48 @@ def make_inputs() -> dict[str, torch.Tensor]:
     }
 
 
-def ntxent(z1, z2, all_z1=None, all_z2=None, offset=0):
-    return NTXentLoss(temperature=0.5)(z1, z2, all_z1, all_z2, offset)
+def ntxent(z1, z2):
+    """SimCLR's one call: this process's 2B anchors against the in-batch keys of both views of every rank."""
+    batch = z1.shape[0]
+    rows = torch.arange(batch)
+    z = torch.cat([z1, z2])
+    keys = InBatchKeys(z.shape[1]).read(z, positive_rows=torch.cat([rows + batch, rows]),
+                                        exclude_rows=torch.arange(2 * batch))
+    return NTXentLoss(temperature=0.5)(z, keys)
 
 
-def mocov3(q, k_all, offset=0):
-    return MoCoV3ContrastiveLoss(temperature=0.2)(q, k_all, offset)
+def mocov3(q, k):
+    """ctr(q, k) against the keys of every rank, gathered with gradient (so both inputs get one)."""
+    return MoCoV3ContrastiveLoss(temperature=0.2)(q, InBatchKeys(k.shape[1]).read(k))
 
 
-def supcon(features, labels, all_features=None, all_labels=None, offset=0, queue=None, queue_labels=None):
+def supcon(features, labels, queue, queue_labels):
+    """SupCon's one call: every view of this process's samples (view-major) against the in-batch keys of every
+    rank with their labels, followed by a queue's labelled keys."""
+    views = features.shape[1]
+    anchors = features.transpose(0, 1).reshape(-1, features.shape[2])
+    keys = InBatchKeys(anchors.shape[1]).read(anchors, labels=labels.repeat(views),
+                                              exclude_rows=torch.arange(anchors.shape[0]))
     loss = SupConLoss(temperature=0.3, base_temperature=0.07)
-    return loss(features, labels, all_features, all_labels, offset, queue, queue_labels)
+    return loss(anchors, keys.cat(Keys(bank=queue, labels=queue_labels)))
 
 
 def _worker(rank_: int, world: int, inputs: dict[str, torch.Tensor]) -> dict:
     """One rank: its slice of the global batch, keys gathered with gradient, loss and input gradients."""
     rows = slice(rank() * BATCH, (rank() + 1) * BATCH)
-    offset = rank() * BATCH
     local = {name: inputs[name][rows].clone().requires_grad_(True) for name in ("z1", "z2", "q", "k", "features")}
     out: dict = {"world_size": world_size(), "rank": rank()}
 
-    loss = ntxent(local["z1"], local["z2"], gather_with_grad(local["z1"]), gather_with_grad(local["z2"]), offset)
+    loss = ntxent(local["z1"], local["z2"])
     loss.backward()
     out["ntxent"] = (loss.detach(), local["z1"].grad, local["z2"].grad)
 
-    loss = mocov3(local["q"], gather_with_grad(local["k"]), offset)
+    loss = mocov3(local["q"], local["k"])
     loss.backward()
     out["mocov3"] = (loss.detach(), local["q"].grad, local["k"].grad)
 
     labels = inputs["labels"][rows]
-    loss = supcon(
-        local["features"], labels, gather_with_grad(local["features"]), gather(labels), offset,
-        inputs["queue"], inputs["queue_labels"],
-    )
+    loss = supcon(local["features"], labels, inputs["queue"], inputs["queue_labels"])
     loss.backward()
     out["supcon"] = (loss.detach(), local["features"].grad)
 
@@ -129,9 +144,8 @@ def test_mocov3_two_ranks_equal_one_process_with_the_global_batch(ranks, inputs)
 @pytest.mark.distributed
 def test_supcon_two_ranks_equal_one_process_with_the_global_batch(ranks, inputs):
     assert ranks[0]["world_size"] == WORLD
-    global_loss, grads = single_process(
-        supcon, [inputs["features"]], inputs["labels"], None, None, 0, inputs["queue"], inputs["queue_labels"]
-    )
+    global_loss, grads = single_process(supcon, [inputs["features"]], inputs["labels"], inputs["queue"],
+                                        inputs["queue_labels"])
     assert_equivalent(ranks, "supcon", global_loss, grads)
 
 

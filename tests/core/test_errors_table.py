@@ -17,11 +17,12 @@ import pytest
 
 from sslcore import hookimpl, hookspecs
 from sslcore.errors import SslcoreError
-from sslcore.recipe import ALL_TABLES
-from sslcore.registry import KINDS
+from sslcore.recipe import SETTINGS_TABLES
+from sslcore.registry import BUILTIN_KINDS
 
+KINDS = ", ".join(sorted(kind.name for kind in BUILTIN_KINDS))
 HOOKS = ", ".join(sorted(name for name in dir(hookspecs) if name.startswith("sslcore_")))
-TABLES = ", ".join(sorted(ALL_TABLES))
+TABLES = ", ".join(sorted([*SETTINGS_TABLES, *(table for kind in BUILTIN_KINDS for table in kind.tables)]))
 TOY_FIELDS = "depth, dims, dropout, name, norm, out_dim, pretrained, stem, width"
 BLOCK_HINT = "fix or uninstall it, or skip it with SSLCORE_BLOCK_PLUGINS"
 BASE = """\
@@ -252,6 +253,31 @@ CASES = [
         "{recipe} [key_store]: expected a table with a 'kind', got 'toy_queue'",
         recipe='key_store = "toy_queue"\n' + BASE,
     ),
+    Case(
+        "missing backbone",
+        CHECK,
+        "{recipe}: missing table [backbone]; every recipe needs [backbone] or [backbones.<name>]",
+        recipe=edit('[backbone]\nkind = "toy"\nwidth = 8\n', ""),
+    ),
+    Case(
+        "named and unnamed tables of one kind",
+        CHECK,
+        "{recipe}: [backbone] and [backbones.l] both give a backbone; a recipe has one [backbone] or named "
+        "[backbones.<name>] tables: rename [backbone]",
+        recipe=BASE + '[backbones.l]\nkind = "toy"\n',
+    ),
+    Case(
+        "one component written as named tables",
+        CHECK,
+        "{recipe} [backbones]: expected named tables such as [backbones.<name>]; for one backbone, write [backbone]",
+        recipe=edit("[backbone]", "[backbones]"),
+    ),
+    Case(
+        "unknown kind in a named table",
+        CHECK,
+        "{recipe} [backbones.l.kind]: unknown backbone 'toyy'; did you mean 'toy'? (known: toy)",
+        recipe=edit('[backbone]\nkind = "toy"', '[backbones.l]\nkind = "toyy"'),
+    ),
     # --- overrides --------------------------------------------------------------------------------------------
     Case(
         "override of a missing table",
@@ -355,7 +381,7 @@ CASES = [
     Case(
         "unknown component kind in sslcore list",
         ("list", "key_stores"),
-        f"unknown component kind 'key_stores'; did you mean 'key_store'? (known: {', '.join(sorted(KINDS))})",
+        f"unknown component kind 'key_stores'; did you mean 'key_store'? (known: {KINDS})",
     ),
     Case(
         "unknown command",

@@ -88,6 +88,7 @@ normalize = false
 
 SNIPPET = """\
 import json, sys
+import torch
 from sslcore.cli import main
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
@@ -103,7 +104,7 @@ print(json.dumps({
     "type": type(store).__module__ + "." + type(store).__name__,
     "sharding": store.sharding,
     "buffers": {name: list(buffer.shape) for name, buffer in store.named_buffers()},
-    "norms": store.keys().norm(dim=1).tolist(),
+    "norms": store.read(torch.zeros(1, 8)).bank.norm(dim=1).tolist(),
 }))
 """
 

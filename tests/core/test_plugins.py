@@ -14,8 +14,8 @@ import pytest
 
 from sslcore import hookimpl, hookspecs
 from sslcore.errors import SslcoreError
-from sslcore.plugins import BUILTIN_PLUGINS, REGISTER_HOOKS, PluginHost
-from sslcore.registry import KINDS, Provider
+from sslcore.plugins import BUILTIN_PLUGINS, PluginHost
+from sslcore.registry import BUILTIN_KINDS, Provider
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "writing-a-plugin.md"
 HOOK_NAMES = sorted(name for name in dir(hookspecs) if name.startswith("sslcore_"))
@@ -93,7 +93,7 @@ def test_sslcore_plugins_lists_versions_and_hooks(extra_installed, toy_plugin, c
     assert result.code == 0
     lines = result.out.splitlines()
     assert "extra  (fake-extra 2.1)  sslcore_register_losses, sslcore_register_recipes" in lines
-    toy_hooks = ", ".join(sorted(hook for hook in REGISTER_HOOKS.values()))
+    toy_hooks = ", ".join(sorted(kind.hook for kind in BUILTIN_KINDS))
     assert f"toy  (not from a distribution)  {toy_hooks}" in lines
     own = importlib.metadata.version("sslcore")
     assert f"sslcore.recipes  (sslcore {own})  sslcore_register_recipes" in lines
@@ -145,8 +145,9 @@ def test_one_module_under_two_names(make_plugin, no_builtins) -> None:
 
 
 def test_every_kind_has_a_registration_hook() -> None:
-    assert list(REGISTER_HOOKS) == list(KINDS)
-    assert sorted([*REGISTER_HOOKS.values(), "sslcore_register_recipes"]) == HOOK_NAMES
+    hooks = [kind.hook for kind in BUILTIN_KINDS]
+    assert sorted([*hooks, "sslcore_add_kinds", "sslcore_register_recipes"]) == HOOK_NAMES
+    assert all(getattr(hookspecs, kind.hook) is kind.spec for kind in BUILTIN_KINDS)
 
 
 # --- meta-tests ---------------------------------------------------------------------------------------------
@@ -170,19 +171,32 @@ def test_every_hook_is_exercised(hook: str, make_plugin, no_builtins, tmp_path: 
         else:
             registry.add("exercised", lambda config, **runtime: None, _Options)
 
-    host = PluginHost(autoload=False, extra_plugins=[("exerciser", make_plugin("exerciser", **{hook: implementation}))])
-    if hook == "sslcore_register_recipes":
+    @hookspecs.hookspec
+    def sslcore_register_exercises(registry):
+        """Register exercises."""
+
+    @hookimpl
+    def add_kinds(kinds):
+        kinds.add("exercised_kind", sslcore_register_exercises, table="exercised")
+
+    implementations = {"sslcore_add_kinds": add_kinds} if hook == "sslcore_add_kinds" else {hook: implementation}
+    host = PluginHost(autoload=False, extra_plugins=[("exerciser", make_plugin("exerciser", **implementations))])
+    if hook == "sslcore_add_kinds":
+        entry = host.kinds["exercised_kind"]
+        assert entry.table == "exercised" and entry.description == "Register exercises."
+        assert host.registries["exercised_kind"].kind == "exercised_kind"
+    elif hook == "sslcore_register_recipes":
         entry = host.recipes.get("exercised")
         assert entry.path == recipe
     else:
-        kind = {hook_name: kind for kind, hook_name in REGISTER_HOOKS.items()}[hook]
+        kind = {kind.hook: kind.name for kind in BUILTIN_KINDS}[hook]
         entry = host.registries[kind].get("exercised")
         assert [other.kind for other in host.registries if "exercised" in other] == [kind]
     assert entry.provider == Provider("exerciser")
 
 
 def test_every_hook_is_documented() -> None:
-    headings = re.findall(r"^#{2,4} `(sslcore_\w+)\(registry\)`$", DOCS.read_text(), flags=re.MULTILINE)
+    headings = re.findall(r"^#{2,4} `(sslcore_\w+)\((?:registry|kinds)\)`$", DOCS.read_text(), flags=re.MULTILINE)
     assert sorted(headings) == HOOK_NAMES
 
 
@@ -197,6 +211,8 @@ def test_the_guide_shows_the_example_as_it_is() -> None:
     assert [path for path, _ in listings] == [
         "docs/examples/sslcore-fifo-keystore/pyproject.toml",
         "docs/examples/sslcore-fifo-keystore/sslcore_fifo_keystore.py",
+        "docs/examples/sslcore-example-kind/sslcore_example_kind/hookspecs.py",
+        "docs/examples/sslcore-example-kind/sslcore_example_kind/noise.py",
     ]
     for path, text in listings:
         assert text == (DOCS.parents[1] / path).read_text(), path

@@ -12,7 +12,7 @@ from sslcore import hookimpl
 from sslcore.errors import SslcoreError
 from sslcore.plugins import BUILTIN_PLUGINS, PluginHost
 from sslcore.recipes_registry import RecipeRegistry
-from sslcore.registry import KINDS, Provider, Registries, Registry
+from sslcore.registry import BUILTIN_KINDS, Provider, Registries, Registry
 
 
 @attrs.frozen(kw_only=True)
@@ -93,7 +93,7 @@ def test_explicit_replace_records_the_new_provider() -> None:
 
 def test_registries_one_per_kind() -> None:
     registries = Registries()
-    assert [registry.kind for registry in registries] == list(KINDS)
+    assert [registry.kind for registry in registries] == [kind.name for kind in BUILTIN_KINDS]
     assert registries["loss"] is registries["loss"] and registries["loss"] is not registries["head"]
     with pytest.raises(SslcoreError, match=r"^unknown component kind 'losses'; did you mean 'loss'\?"):
         registries["losses"]

@@ -1,4 +1,4 @@
-"""Collation of views and DataLoaders with worker processes."""
+"""Collation of views and the evaluation DataLoader."""
 
 from __future__ import annotations
 
@@ -7,15 +7,13 @@ import pickle
 import pytest
 import torch
 
-from sslcore.data.loaders import collate_views, make_eval_loader, make_train_loader, with_views
+from sslcore.data.loaders import collate_views, make_eval_loader, with_views
 from sslcore.data.sources import DigitsSourceConfig, build_digits
 from sslcore.data.views import (
     EvalViewsConfig,
     MultiCropViewsConfig,
-    SimCLRViewsConfig,
     build_eval,
     build_multicrop,
-    build_simclr,
 )
 from sslcore.errors import SslcoreError
 
@@ -50,33 +48,6 @@ def test_with_views_rows_and_pickling(digits):
     assert [v.shape[-1] for v in row["views"]] == [16, 16, 8, 8]
     clone = pickle.loads(pickle.dumps(dataset))
     assert clone[7]["index"] == 7 and len(clone[7]["views"]) == 4
-
-
-def test_train_loader_with_two_workers(digits):
-    def first_batches(seed):
-        loader = make_train_loader(
-            digits, build_simclr(SimCLRViewsConfig(size=16)), batch_size=32, num_workers=2, seed=seed
-        )
-        assert loader.persistent_workers and loader.num_workers == 2
-        return list(loader)
-
-    batches = first_batches(seed=1)
-    assert len(batches) == 3
-    assert all([v.shape for v in b["views"]] == [(32, 3, 16, 16)] * 2 for b in batches)
-    seen = torch.cat([b["index"] for b in batches])
-    assert sorted(seen.tolist()) == list(range(96))  # one epoch visits every row once
-    labels = digits["label"][:]
-    assert all(b["label"].tolist() == [labels[i] for i in b["index"].tolist()] for b in batches)
-    again = first_batches(seed=1)
-    assert all(torch.equal(a["index"], b["index"]) for a, b in zip(batches, again))
-    assert all(torch.equal(a["views"][0], b["views"][0]) for a, b in zip(batches, again))  # seeded workers
-    other = first_batches(seed=2)
-    assert not torch.equal(batches[0]["index"], other[0]["index"])
-
-
-def test_train_loader_rejects_a_dataset_smaller_than_a_batch(digits):
-    with pytest.raises(SslcoreError, match="fewer than one batch of 128"):
-        make_train_loader(digits, build_simclr(SimCLRViewsConfig(size=16)), batch_size=128, num_workers=0)
 
 
 def test_eval_loader_keeps_order_and_every_row(digits):

@@ -1,4 +1,4 @@
-"""Fixtures for engine tests: the test method plugin installed as a fake distribution."""
+"""Fixtures for engine tests: the test method plugin installed as a fake distribution; one intra-op thread."""
 
 from __future__ import annotations
 
@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from sslcore.testing import single_thread
+
 HERE = Path(__file__).parent
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Runs in the test process use one intra-op thread, as the subprocess runs do (OMP_NUM_THREADS=1): small
+    networks gain nothing from more, and spinning threads slow to a crawl when parallel test runs share the CPU."""
+    with single_thread():
+        yield
 
 
 @pytest.fixture

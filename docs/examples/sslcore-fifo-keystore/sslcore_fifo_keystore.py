@@ -18,6 +18,7 @@ import torch.nn.functional as F
 import sslcore
 from sslcore import SslcoreError, distributed
 from sslcore.components.key_stores.base import broadcast_from_first
+from sslcore.keys import Keys
 
 
 @attrs.frozen(kw_only=True)
@@ -36,8 +37,10 @@ class FifoConfig:
 class FifoKeyStore(sslcore.KeyStore):
     """The ``size`` most recent keys of all ranks, as rows of ``queue``; the oldest are overwritten first.
 
-    Replicated: :meth:`enqueue` gathers the keys of every rank before storing them, so every rank holds the
-    same queue and a checkpoint written by rank 0 restores every rank exactly.
+    :meth:`read` compares each query with this step's key of its sample (the positive) and the stored keys (the
+    negatives), as MoCo's queue; the engine calls :meth:`write` with this step's keys after the optimizer step.
+    Replicated: :meth:`write` gathers the keys of every rank before storing them, so every rank holds the same
+    queue and a checkpoint written by rank 0 restores every rank exactly.
     """
 
     sharding = "replicated"
@@ -52,12 +55,16 @@ class FifoKeyStore(sslcore.KeyStore):
         self.register_buffer("queue", initial)
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
 
-    def keys(self) -> torch.Tensor:
-        """All ``(size, dim)`` stored keys, detached and cloned (the next enqueue must not alter a graph)."""
-        return self.queue.detach().clone()
+    def read(self, keys, *, index=None, labels=None, positive_rows=None, exclude_rows=None) -> Keys:
+        """Query i's positive is ``keys[i]`` (or ``keys[positive_rows[i]]``), this step's ``(batch, dim)`` keys;
+        the bank is every stored key, detached and cloned (the write after this step must not alter a graph).
+        The store keeps no indices or labels and none of this step's keys, so the other arguments do not apply."""
+        self.check_keys(keys)
+        positive = keys if positive_rows is None else keys[positive_rows]
+        return Keys(positive=positive, bank=self.queue.detach().clone())
 
     @torch.no_grad()
-    def enqueue(self, keys: torch.Tensor) -> None:
+    def write(self, keys, *, index=None, labels=None) -> None:
         """Store this step's ``(batch, dim)`` keys of every rank in place of the oldest ones."""
         self.check_keys(keys)
         keys = distributed.gather(keys)

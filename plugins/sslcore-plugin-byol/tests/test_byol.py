@@ -4,18 +4,23 @@ shipped recipes."""
 from __future__ import annotations
 
 import copy
+import importlib
+import inspect
 import math
+import pkgutil
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from sslcore.engine.optim import build_optimizer
 from sslcore.errors import SslcoreError
+from sslcore.lookup import LookupMethod
 from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.testing import batch_of, build_method, build_recipe, tiny_host, training_step
-from sslcore_plugin_byol import BYOL
+import sslcore_plugin_byol
 from sslcore_plugin_byol import plugin as byol_plugin
 
 RECIPES = Path(byol_plugin.__file__).parent / "recipes"
@@ -53,9 +58,9 @@ def test_three_steps_match_the_byol_update():
     total_steps, tau_base, n = 10, 0.9, 6
     # float64, so that the two computations agree to rounding (BN over 6 samples amplifies float32 noise).
     method = build_method(document(base_momentum=tau_base), host=make_host(), total_steps=total_steps).double()
-    f, g, q = (copy.deepcopy(m) for m in (method.online.backbone, method.online.projector, method.predictor))
+    f, g, q = (copy.deepcopy(m) for m in (method.encoder.backbone, method.encoder.projector, method.predictor))
     f_xi, g_xi = copy.deepcopy(f), copy.deepcopy(g)  # the target starts as a copy of the online network
-    for (name, a), (_, b) in zip(method.target.state_dict().items(), method.online.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(method.target.state_dict().items(), method.encoder.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0, msg=name)
     online = [p for p in method.parameters() if p.requires_grad]
     assert len(online) == len([*f.parameters(), *g.parameters(), *q.parameters()])  # the target is not trained
@@ -83,29 +88,46 @@ def test_three_steps_match_the_byol_update():
                     xi.copy_(tau * xi + (1 - tau) * theta)
         assert loss.item() == pytest.approx(reference.item(), abs=1e-10)
     pairs = [
-        (method.online.backbone, f), (method.online.projector, g), (method.predictor, q),
+        (method.encoder.backbone, f), (method.encoder.projector, g), (method.predictor, q),
         (method.target.backbone, f_xi), (method.target.projector, g_xi),
     ]
     for mine, theirs in pairs:
         for (name, a), (_, b) in zip(mine.state_dict().items(), theirs.state_dict().items(), strict=True):
             torch.testing.assert_close(a, b, atol=1e-10, rtol=0, msg=name)
-    online_conv, target_conv = method.online.backbone.net[0].weight, method.target.backbone.net[0].weight
+    online_conv, target_conv = method.encoder.backbone.net[0].weight, method.target.backbone.net[0].weight
     assert not torch.allclose(online_conv, target_conv), "the target should lag behind the online network"
-    assert method.backbone is method.online.backbone
+    assert method.backbone is method.encoder.backbone
 
 
 # --- input checks ------------------------------------------------------------------------------------------------
 
 
 def test_predictor_must_output_the_projection_width():
-    with pytest.raises(SslcoreError, match="predictor's output width"):
+    with pytest.raises(SslcoreError, match="predictor gives 4 dimensions but the projector 8"):
         build_method(document(predictor_out=4), host=make_host())
 
 
 def test_rejects_other_than_two_views():
     method = build_method(document(), host=make_host())
-    with pytest.raises(SslcoreError, match="exactly 2 views"):
+    with pytest.raises(SslcoreError, match="2 views per image, the batch has 1"):
         method(Batch(views=[torch.randn(4, 3, 8, 8)], index=torch.arange(4)), StepInfo(0, 10, 5))
+
+
+def test_plugin_holds_no_forward_of_its_own():
+    """The plugin is a config class, a build function and recipes: the method is the core's look-up method."""
+    assert type(build_method(document(), host=make_host())) is LookupMethod
+    modules = [sslcore_plugin_byol] + [
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(sslcore_plugin_byol.__path__, prefix="sslcore_plugin_byol.")
+    ]
+    assert "sslcore_plugin_byol.method" in {module.__name__ for module in modules}
+    own = [
+        f"{module.__name__}.{name}"
+        for module in modules
+        for name, value in inspect.getmembers(module, inspect.isclass)
+        if issubclass(value, nn.Module) and value.__module__.startswith("sslcore_plugin_byol")
+    ]
+    assert own == []
 
 
 # --- (b, d) the shipped recipes ---------------------------------------------------------------------------------
@@ -114,7 +136,7 @@ def test_rejects_other_than_two_views():
 def test_smoke_recipe_builds_and_steps():
     torch.manual_seed(0)
     recipe, method = build_recipe("byol_smoke", make_host())
-    assert isinstance(method, BYOL)
+    assert type(method) is LookupMethod and method.name == "byol"
     x = torch.randn(2, recipe.run.batch_size, 3, 32, 32)
     output = method(batch_of(x[0], x[1]), StepInfo(0, 4, 4))
     assert output.loss.ndim == 0 and 0 < output.loss.item() <= 8  # each direction lies in [0, 4]
@@ -126,11 +148,11 @@ def test_paper_recipe_resolves_with_the_papers_hyperparameters():
     assert recipe.optimizer.lr(4096) == pytest.approx(3.2) and recipe.optimizer.weight_decay == 1.5e-6
     ema = recipe.components["target_updater"].config
     assert (ema.base_momentum, ema.schedule, ema.final_momentum) == (0.996, "cosine", 1.0)
-    assert [block[0].out_features for block in method.online.projector.layers] == [4096, 256]
+    assert [block[0].out_features for block in method.encoder.projector.layers] == [4096, 256]
     assert [block[0].out_features for block in method.predictor.layers] == [4096, 256]
     optimizer = build_optimizer(method, recipe.optimizer, recipe.run.batch_size)
     optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    assert optimized == {id(p) for p in [*method.online.parameters(), *method.predictor.parameters()]}
+    assert optimized == {id(p) for p in [*method.encoder.parameters(), *method.predictor.parameters()]}
     no_decay = [p for group in optimizer.param_groups if group["weight_decay"] == 0 for p in group["params"]]
     assert no_decay and all(p.ndim == 1 for p in no_decay)  # biases and BN parameters excluded
 

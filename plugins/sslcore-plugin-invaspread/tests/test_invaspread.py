@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -17,6 +18,8 @@ from sslcore import distributed
 from sslcore.components.heads import MLPHead, MLPHeadConfig
 from sslcore.components.key_stores import InBatchKeys
 from sslcore.errors import SslcoreError
+from sslcore.keys import Keys, KeysMismatch
+from sslcore.lookup import LookupDesign, LookupMethod
 from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
@@ -30,7 +33,7 @@ from sslcore.testing import (
     tiny_host,
     training_step,
 )
-from sslcore_plugin_invaspread import InvaSpread, InvaSpreadLoss
+from sslcore.components.losses import InvaSpreadLoss
 
 BATCH = 4  # global, images
 TEMPERATURE = 0.1
@@ -95,28 +98,40 @@ def official_batch_criterion(x: torch.Tensor) -> torch.Tensor:
     return -(ln_pmt.sum(0) + ln_pon.sum(0)) / batch_size
 
 
+def in_batch_keys(query: torch.Tensor) -> Keys:
+    """The keys of the joint layout (lookup.py's read): ``query`` is [view 1; view 2] (2B, D), each row's positive
+    is its other view and its own row is left out."""
+    n = query.shape[0] // 2
+    rows = torch.arange(n)
+    return InBatchKeys(query.shape[1], stop_gradient=True).read(
+        query, positive_rows=torch.cat([rows + n, rows]), exclude_rows=torch.arange(2 * n)
+    )
+
+
 def test_loss_matches_the_formula_and_its_gradient():
     generator = torch.Generator().manual_seed(0)
     features = F.normalize(torch.randn(3, 2, 5, generator=generator, dtype=torch.float64), dim=2)
     mine = features.clone().requires_grad_(True)
     theirs = features.clone().requires_grad_(True)
-    loss = InvaSpreadLoss(temperature=TEMPERATURE)(mine)
+    query = torch.cat([mine[:, 0], mine[:, 1]])
+    loss = InvaSpreadLoss(temperature=TEMPERATURE)(query, in_batch_keys(query))
     expected = loop_loss(theirs[:, 0], theirs[:, 1])
     loss.backward()
     expected.backward()
     torch.testing.assert_close(loss, expected)
     torch.testing.assert_close(mine.grad, theirs.grad)
     torch.testing.assert_close(official_batch_criterion(torch.cat([features[:, 0], features[:, 1]])), expected)
-    with pytest.raises(ValueError, match=r"\(B, 2, D\)"):
-        InvaSpreadLoss()(features[:, :1])
-    with pytest.raises(ValueError, match="offset"):
-        InvaSpreadLoss()(features, features, offset=1)
+    flat = torch.cat([features[:, 0], features[:, 1]])
+    with pytest.raises(ValueError, match=r"\(n, D\) queries"):
+        InvaSpreadLoss()(features, in_batch_keys(flat))
+    with pytest.raises(KeysMismatch, match="positive_index, exclude_index"):  # where the positive and self sit
+        InvaSpreadLoss()(flat, Keys(bank=flat, positive=flat))
 
 
 def test_three_steps_match_the_official_code():
     torch.manual_seed(0)
     method = build()
-    reference = nn.Sequential(copy.deepcopy(method.backbone), copy.deepcopy(method.embedding))
+    reference = nn.Sequential(copy.deepcopy(method.backbone), copy.deepcopy(method.encoder.embedding))
     initial = [p.detach().clone() for p in method.parameters()]
     optimizer = torch.optim.SGD(method.parameters(), **SGD)
     reference_optimizer = torch.optim.SGD(reference.parameters(), **SGD)
@@ -135,16 +150,63 @@ def test_three_steps_match_the_official_code():
     assert all(not torch.allclose(p, p0) for p, p0 in zip(method.parameters(), initial))
 
 
-def test_rejects_wrong_views_and_components():
+def test_rejects_wrong_views():
     torch.manual_seed(0)
     method = build()
     x1, _ = step_data()[0]
     with pytest.raises(SslcoreError, match="2 views"):
         method(Batch(views=[x1], index=torch.arange(BATCH)), StepInfo(0, 1, 1))
-    with pytest.raises(SslcoreError, match="in_batch"):
-        build({**DOCUMENT, "key_store": {"kind": "queue", "size": 16}})
-    with pytest.raises(SslcoreError, match="its own loss"):
-        build({**DOCUMENT, "loss": {"kind": "ntxent"}})
+
+
+@pytest.mark.parametrize("kind", ["queue", "memory_bank"])
+def test_a_key_store_that_does_not_fit_stops_the_first_step_with_one_line(kind):
+    # Components are swappable wherever the mathematics allows. The invaspread loss needs each query's positive
+    # and its own column in a shared bank (in-batch keys); a queue or a memory bank gives neither, and the first
+    # step says so in one line naming both tables (the build itself no longer guards it).
+    torch.manual_seed(0)
+    method = build({**DOCUMENT, "key_store": {"kind": kind, "size": 16} if kind == "queue" else {"kind": kind}})
+    x1, x2 = step_data()[0]
+    with pytest.raises(SslcoreError, match=rf"\[loss\] 'invaspread' and \[key_store\] '{kind}' do not fit") as error:
+        method(batch_of(x1, x2), StepInfo(0, 1, 1))
+    assert "positive_index" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_another_contrastive_loss_trains_on_the_invaspread_pipeline():
+    # No longer rejected ("invaspread needs its own loss"): NT-Xent reads the same in-batch keys.
+    torch.manual_seed(0)
+    method = build({**DOCUMENT, "loss": {"kind": "ntxent"}})
+    optimizer = torch.optim.SGD(method.parameters(), **SGD)
+    before = method.backbone.net[0].weight.detach().clone()
+    for step, (x1, x2) in enumerate(step_data()[:2]):
+        loss = training_step(method, optimizer, batch_of(x1, x2), StepInfo(step, 3, 3)).loss
+        assert math.isfinite(loss.item())
+    assert not torch.allclose(method.backbone.net[0].weight, before)
+
+
+def test_plugin_holds_no_forward_of_its_own():
+    # The method is the core's generic look-up step with the built-in `invaspread` loss; the plugin is a
+    # registration, a config class and recipes.
+    import importlib
+    import inspect
+    import pkgutil
+
+    import sslcore_plugin_invaspread
+
+    method = build()
+    assert type(method) is LookupMethod
+    assert type(method.loss) is InvaSpreadLoss
+    modules = [sslcore_plugin_invaspread] + [
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(sslcore_plugin_invaspread.__path__, "sslcore_plugin_invaspread.")
+    ]
+    assert {"sslcore_plugin_invaspread.method", "sslcore_plugin_invaspread.plugin"} <= {m.__name__ for m in modules}
+    classes = {
+        cls
+        for module in modules
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if cls.__module__.startswith("sslcore_plugin_invaspread")
+    }
+    assert [cls for cls in classes if issubclass(cls, nn.Module)] == []
 
 
 def test_recipes_resolve_and_smoke_builds():
@@ -175,11 +237,21 @@ def test_engine_trains_the_smoke_recipe(tmp_path, monkeypatch):
 
 
 # -- 2 processes x 2 images == 1 process x 4 images -----------------------------------------------------------
-def build_direct() -> InvaSpread:
+#: invaspread's look-up design (build_invaspread's); the 2-process test checks it is the one the plugin builds.
+INVASPREAD_DESIGN = LookupDesign(
+    pairs=((0, 1), (1, 0)), joint=True, keys_from="online", head="embedding", one_pass=True, normalize=True
+)
+
+
+def build_direct() -> LookupMethod:
     """The method of DOCUMENT, built from its classes: the gloo workers skip the plugin host's imports."""
     embedding = MLPHead(MLPHeadConfig(num_layers=1, out_dim=8), in_dim=6)
     backbone = TinyNet(TinyConfig(width=6, batch_norm=False))
-    return InvaSpread(backbone, embedding, InBatchKeys(8, stop_gradient=True), InvaSpreadLoss(TEMPERATURE))
+    return LookupMethod(
+        "invaspread", INVASPREAD_DESIGN, encoder=nn.Sequential(OrderedDict(backbone=backbone, embedding=embedding)),
+        predictor=None, updater=None, stores=[InBatchKeys(8, stop_gradient=True)], loss=InvaSpreadLoss(TEMPERATURE),
+        combination="[loss] 'invaspread' and [key_store] 'in_batch'",
+    )
 
 
 def train(rank: int, world: int) -> dict:
@@ -204,8 +276,10 @@ def train(rank: int, world: int) -> dict:
 
 @pytest.mark.distributed
 def test_two_processes_equal_one_process_with_the_global_batch():
-    shapes = {name: tensor.shape for name, tensor in build().state_dict().items()}
+    built = build()
+    shapes = {name: tensor.shape for name, tensor in built.state_dict().items()}
     assert shapes == {name: tensor.shape for name, tensor in build_direct().state_dict().items()}
+    assert built.design == INVASPREAD_DESIGN
     ranks = run_distributed(train, world_size=2)
     single = train(0, 1)
     assert [r["world"] for r in ranks] == [2, 2]

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
+import importlib
+import inspect
 import math
+import pkgutil
+from collections import OrderedDict
 from importlib.resources import files
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import sslcore_plugin_moco
 import sslcore_plugin_moco.plugin as moco_plugin
 from sslcore import distributed
 from sslcore.errors import SslcoreError
@@ -32,8 +37,9 @@ from sslcore.testing import (
 from sslcore.components.heads import MLPHead, MLPHeadConfig
 from sslcore.components.key_stores import Queue
 from sslcore.components.losses import InfoNCELoss
+from sslcore.components.shuffle_bn import grouped_forward, shuffled_forward
 from sslcore.components.target_updaters import EMAUpdater
-from sslcore_plugin_moco import Encoder, MoCo, MoCoConfig, grouped_forward, shuffled_forward
+from sslcore.lookup import LookupDesign, LookupMethod
 
 WIDTH, HIDDEN, DIM = 6, 10, 4  # backbone width, head hidden width, key width
 STEPS = 3
@@ -66,21 +72,29 @@ def document(*, head_layers: int = 2, queue: int = 16, temperature: float = 0.2,
     }
 
 
-def make_moco(**kwargs) -> MoCo:
+def make_moco(**kwargs) -> LookupMethod:
     """MoCo built from a recipe document through the plugin's factory."""
     torch.manual_seed(0)
     return build_method(document(**kwargs), host=host(), total_steps=STEPS, steps_per_epoch=STEPS)
 
 
-def direct_moco(**config) -> MoCo:
+def moco_design(*, shuffle_bn: bool = True, bn_group_size: int | None = None) -> LookupDesign:
+    """The design ``build_moco`` gives for these options (asymmetric); checked against it in the 2-process test."""
+    return LookupDesign(pairs=((0, 1),), target_when="before_forward", normalize=True, shuffle_bn=shuffle_bn,
+                        bn_group_size=bn_group_size)
+
+
+def direct_moco(**config) -> LookupMethod:
     """The same MoCo (v2 head, defaults of :func:`document`) built from its parts, without a plugin host: the
     distributed workers then skip importing every built-in plugin."""
     torch.manual_seed(0)
     backbone = TinyNet(TinyConfig(width=WIDTH))
     head = MLPHead(MLPHeadConfig(num_layers=2, hidden_dim=HIDDEN, out_dim=DIM), WIDTH)
-    return MoCo(MoCoConfig(**config), encoder=Encoder(backbone, head),
-                target_updater=EMAUpdater(base_momentum=0.9, buffers="own"), queue=Queue(DIM, 16),
-                loss=InfoNCELoss(temperature=0.2))
+    return LookupMethod(
+        "moco", moco_design(**config), encoder=nn.Sequential(OrderedDict(backbone=backbone, projector=head)),
+        predictor=None, updater=EMAUpdater(base_momentum=0.9, buffers="own"), stores=[Queue(DIM, 16)],
+        loss=InfoNCELoss(temperature=0.2), combination="[loss] 'infonce' and [key_store] 'queue'",
+    )
 
 
 def images(batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,7 +106,7 @@ def sgd(params) -> torch.optim.Optimizer:
     return torch.optim.SGD([p for p in params if p.requires_grad], lr=0.5, momentum=0.9, weight_decay=1e-4)
 
 
-def train(model: nn.Module, method: MoCo, views: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+def train(model: nn.Module, method: LookupMethod, views: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
     """The engine's loop, forward through ``model`` (possibly DDP); returns the losses."""
     optimizer = sgd(method.parameters())
     losses = []
@@ -120,12 +134,12 @@ class ReferenceEncoder(nn.Module):
         return self.fc(F.relu(self.bn(self.conv(x))).mean(dim=(2, 3)))
 
 
-def reference_moco(method: MoCo, views, *, head_layers, m, T, group, shuffle=True, symmetric=False):
+def reference_moco(method: LookupMethod, views, *, head_layers, m, T, group, shuffle=True, symmetric=False):
     """MoCo step by step as facebookresearch/moco (builder.py, and the CIFAR demo for ``symmetric``)."""
     f_q = ReferenceEncoder(head_layers)
     copy_state(f_q, method.encoder)
     f_k = copy.deepcopy(f_q)  # param_k.data.copy_(param_q.data)
-    queue = method.queue.queue.detach().clone().T.contiguous()  # official layout: (dim, K)
+    queue = method.stores[0].queue.detach().clone().T.contiguous()  # official layout: (dim, K)
     K = queue.shape[1]
     ptr = 0
     optimizer = sgd(f_q.parameters())
@@ -200,12 +214,12 @@ def test_three_steps_equal_the_official_algorithm(case):
     assert len(set(round(float(x), 6) for x in losses)) == STEPS  # the steps did change something
     for ours, ref in zip(method.encoder.parameters(), f_q.parameters()):
         torch.testing.assert_close(ours, ref, **TOL)
-    for ours, ref in zip(method.key_encoder.parameters(), f_k.parameters()):
+    for ours, ref in zip(method.target.parameters(), f_k.parameters()):
         torch.testing.assert_close(ours, ref, **TOL)
-    torch.testing.assert_close(method.queue.queue, ref_queue.T, **TOL)
-    assert int(method.queue.ptr) == ref_ptr
+    torch.testing.assert_close(method.stores[0].queue, ref_queue.T, **TOL)
+    assert int(method.stores[0].ptr) == ref_ptr
     # the key encoder trails the query encoder
-    assert not torch.allclose(method.key_encoder.head.layers[0][0].weight, method.encoder.head.layers[0][0].weight)
+    assert not torch.allclose(method.target.projector.layers[0][0].weight, method.encoder.projector.layers[0][0].weight)
 
 
 def test_shuffled_groups_change_the_keys_and_one_group_does_not():
@@ -226,15 +240,31 @@ def test_shuffled_groups_change_the_keys_and_one_group_does_not():
         grouped_forward(net, x, 3)
 
 
-def test_checks_views_and_key_store():
+def test_checks_views():
     method = make_moco()
     x1, _ = images(8, 0)
-    with pytest.raises(SslcoreError, match="two views"):
+    with pytest.raises(SslcoreError, match="2 views per image, the batch has 1"):
         method(Batch(views=[x1], index=torch.arange(8)), StepInfo(0, 3, 3))
-    doc = document()
+
+
+def test_in_batch_key_store_swaps_in():
+    """MoCo no longer insists on a replicated queue: with ``in_batch`` keys each query's negatives are the
+    other keys of the (global) batch, its positive its own key: cross-entropy of q . k^T / T with the diagonal."""
+    doc = document(temperature=0.2, shuffle_bn=False)
     doc["key_store"] = {"kind": "in_batch"}
-    with pytest.raises(SslcoreError, match="replicated queue"):
-        build_method(doc, host=host())
+    torch.manual_seed(0)
+    method = build_method(doc, host=host(), total_steps=STEPS, steps_per_epoch=STEPS)
+    assert method.stores[0].sharding == "in_batch"
+    x1, x2 = images(8, 0)
+    # the loss of one forward, written out: the key encoder starts as a copy of the query encoder
+    reference = copy.deepcopy(method)
+    with torch.no_grad():
+        k = F.normalize(reference.target(x2), dim=1)
+    q = F.normalize(reference.encoder(x1), dim=1)
+    expected = F.cross_entropy(q @ k.T / 0.2, torch.arange(8))
+    losses = train(method, method, [(x1, x2)] + [images(8, seed) for seed in (1, 2)])
+    torch.testing.assert_close(losses[0], expected.detach(), **TOL)
+    assert all(math.isfinite(float(loss)) for loss in losses) and len(set(float(x) for x in losses)) == STEPS
 
 
 def test_state_dict_round_trips_queue_and_key_encoder():
@@ -242,11 +272,29 @@ def test_state_dict_round_trips_queue_and_key_encoder():
     train(method, method, [images(8, 0)])
     clone = make_moco()
     clone.load_state_dict(method.state_dict())
-    torch.testing.assert_close(clone.queue.queue, method.queue.queue)
-    assert int(clone.queue.ptr) == int(method.queue.ptr) == 8
-    for a, b in zip(clone.key_encoder.parameters(), method.key_encoder.parameters()):
+    torch.testing.assert_close(clone.stores[0].queue, method.stores[0].queue)
+    assert int(clone.stores[0].ptr) == int(method.stores[0].ptr) == 8
+    for a, b in zip(clone.target.parameters(), method.target.parameters()):
         torch.testing.assert_close(a, b)
     assert method.backbone is method.encoder.backbone
+
+
+def test_plugin_holds_no_forward_of_its_own():
+    """The plugin is a config class, a build function and recipes: the method is the core's look-up method."""
+    assert type(make_moco()) is LookupMethod
+    assert type(make_moco(symmetric=True, bn_group_size=4)) is LookupMethod
+    modules = [sslcore_plugin_moco] + [
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(sslcore_plugin_moco.__path__, prefix="sslcore_plugin_moco.")
+    ]
+    assert "sslcore_plugin_moco.method" in {module.__name__ for module in modules}
+    own = [
+        f"{module.__name__}.{name}"
+        for module in modules
+        for name, value in inspect.getmembers(module, inspect.isclass)
+        if issubclass(value, nn.Module) and value.__module__.startswith("sslcore_plugin_moco")
+    ]
+    assert own == []
 
 
 # -- 2 processes with batch B == 1 process with batch 2B and BatchNorm groups of B -----------------------------
@@ -262,9 +310,9 @@ def _worker(rank: int, world: int, views) -> dict:
         "world": distributed.world_size(),
         "losses": torch.stack(losses),
         "params": [p.detach() for p in method.encoder.parameters()],
-        "key_params": [p.detach() for p in method.key_encoder.parameters()],
-        "queue": method.queue.queue.clone(),
-        "ptr": int(method.queue.ptr),
+        "key_params": [p.detach() for p in method.target.parameters()],
+        "queue": method.stores[0].queue.clone(),
+        "ptr": int(method.stores[0].ptr),
     }
 
 
@@ -276,16 +324,17 @@ def test_two_processes_equal_one_process_with_the_global_batch():
 
     single = direct_moco(shuffle_bn=True, bn_group_size=B)
     assert [p.shape for p in single.parameters()] == [p.shape for p in make_moco().parameters()]
+    assert single.design == make_moco(shuffle_bn=True, bn_group_size=B).design  # what build_moco builds
     losses = torch.stack(train(single, single, views))
     torch.testing.assert_close((ranks[0]["losses"] + ranks[1]["losses"]) / 2, losses, **TOL)
     assert not torch.allclose(ranks[0]["losses"], ranks[1]["losses"])  # the ranks saw different samples
     for r in ranks:
         # the queue is replicated: every rank holds the keys of both, in global batch order
-        torch.testing.assert_close(r["queue"], single.queue.queue, **TOL)
-        assert r["ptr"] == int(single.queue.ptr)
+        torch.testing.assert_close(r["queue"], single.stores[0].queue, **TOL)
+        assert r["ptr"] == int(single.stores[0].ptr)
         for ours, ref in zip(r["params"], single.encoder.parameters()):
             torch.testing.assert_close(ours, ref.detach(), **TOL)
-        for ours, ref in zip(r["key_params"], single.key_encoder.parameters()):
+        for ours, ref in zip(r["key_params"], single.target.parameters()):
             torch.testing.assert_close(ours, ref.detach(), **TOL)
 
 
@@ -324,7 +373,7 @@ def test_smoke_recipe_builds_and_steps():
     x = torch.randn(recipe.run.batch_size, 3, 32, 32)
     out = method(Batch(views=[x, x.flip(3)], index=torch.arange(x.shape[0])), StepInfo(0, 4, 4))
     out.loss.backward()
-    assert torch.isfinite(out.loss) and method.encoder.head.layers[0][0].weight.grad is not None
+    assert torch.isfinite(out.loss) and method.encoder.projector.layers[0][0].weight.grad is not None
 
 
 def test_canonical_copy_at_the_repository_root_is_identical():

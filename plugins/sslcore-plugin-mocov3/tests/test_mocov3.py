@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
+import importlib
+import inspect
 import math
+import pkgutil
+from collections import OrderedDict
 from importlib.resources import files
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import sslcore_plugin_mocov3
 import sslcore_plugin_mocov3.plugin as mocov3_plugin
 from sslcore import distributed
 from sslcore.components.heads import MLPHead, MLPHeadConfig
@@ -19,6 +24,7 @@ from sslcore.components.key_stores import InBatchKeys
 from sslcore.components.losses import MoCoV3ContrastiveLoss
 from sslcore.components.target_updaters import EMAUpdater
 from sslcore.errors import SslcoreError
+from sslcore.lookup import LookupDesign, LookupMethod
 from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
@@ -33,8 +39,6 @@ from sslcore.testing import (
     tiny_host,
     training_step,
 )
-from sslcore_plugin_mocov3 import MoCoV3
-from sslcore_plugin_mocov3.method import Encoder
 
 WIDTH, HIDDEN, DIM = 6, 10, 4  # backbone width, MLP hidden width, output width
 STEPS = 3
@@ -70,7 +74,7 @@ def document() -> dict:
     }
 
 
-def make_mocov3(doc: dict | None = None) -> MoCoV3:
+def make_mocov3(doc: dict | None = None) -> LookupMethod:
     torch.manual_seed(0)
     return build_method(doc or document(), host=host(), total_steps=STEPS, steps_per_epoch=STEPS)
 
@@ -84,7 +88,7 @@ def adamw(params) -> torch.optim.Optimizer:
     return torch.optim.AdamW([p for p in params if p.requires_grad], lr=1e-2, weight_decay=0.1)
 
 
-def train(model: nn.Module, method: MoCoV3, views) -> tuple[list[torch.Tensor], list[float]]:
+def train(model: nn.Module, method: LookupMethod, views) -> tuple[list[torch.Tensor], list[float]]:
     """The engine's loop, forward through ``model`` (possibly DDP); returns the losses and the logged momenta."""
     optimizer = adamw(method.parameters())
     losses, momenta = [], []
@@ -121,7 +125,7 @@ class ReferenceEncoder(nn.Module):
         return self.head(F.relu(self.bn(self.conv(x))).mean(dim=(2, 3)))
 
 
-def reference_mocov3(method: MoCoV3, views):
+def reference_mocov3(method: LookupMethod, views):
     base_encoder, predictor = ReferenceEncoder(), build_mlp(2, DIM, HIDDEN, DIM)
     copy_state(base_encoder, method.encoder)
     copy_state(predictor, method.predictor)
@@ -165,25 +169,66 @@ def test_three_steps_equal_the_official_algorithm():
         torch.testing.assert_close(ours, ref, **TOL)
     for ours, ref in zip(method.predictor.parameters(), predictor.parameters()):
         torch.testing.assert_close(ours, ref, **TOL)
-    for ours, ref in zip(method.momentum_encoder.parameters(), momentum_encoder.parameters()):
+    for ours, ref in zip(method.target.parameters(), momentum_encoder.parameters()):
         torch.testing.assert_close(ours, ref, **TOL)
-    assert not torch.allclose(method.momentum_encoder.backbone.net[0].weight, method.encoder.backbone.net[0].weight)
+    assert not torch.allclose(method.target.backbone.net[0].weight, method.encoder.backbone.net[0].weight)
     assert method.backbone is method.encoder.backbone
 
 
-def test_checks_views_key_store_and_widths():
+def test_checks_views_and_widths():
     method = make_mocov3()
     x1, _ = images(8, 0)
-    with pytest.raises(SslcoreError, match="two views"):
+    with pytest.raises(SslcoreError, match="2 views per image, the batch has 1"):
         method(Batch(views=[x1], index=torch.arange(8)), StepInfo(0, 3, 3))
     doc = document()
-    doc["key_store"] = {"kind": "queue", "size": 16}
-    with pytest.raises(SslcoreError, match="global batch"):
-        make_mocov3(doc)
-    doc = document()
     doc["heads"]["predictor"] = mlp(2, out_dim=DIM + 1)
-    with pytest.raises(SslcoreError, match="predictor gives 5 dimensions and the projector 4"):
+    with pytest.raises(SslcoreError, match="predictor gives 5 dimensions but the projector 4"):
         make_mocov3(doc)
+
+
+def test_queue_key_store_swaps_in():
+    """MoCo v3 no longer insists on the global batch's keys: with a queue, each query's positive is its own
+    momentum key and the negatives are the queue (as it was before the step), both directions enqueued."""
+    doc = document()
+    doc["key_store"] = {"kind": "queue", "size": 16}
+    method = make_mocov3(doc)
+    queue = method.stores[0]
+    views = [images(8, seed) for seed in range(STEPS)]
+    # the loss of the first forward, written out: the momentum encoder starts as a copy of the encoder
+    reference = copy.deepcopy(method)
+    bank = queue.queue.detach().clone()
+
+    def ctr(q, k):
+        q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+        logits = torch.cat([(q * k).sum(dim=1, keepdim=True), q @ bank.T], dim=1) / T
+        return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long)) * (2 * T)
+
+    x1, x2 = views[0]
+    q1, q2 = reference.predictor(reference.encoder(x1)), reference.predictor(reference.encoder(x2))
+    with torch.no_grad():
+        k1, k2 = reference.target(x1), reference.target(x2)
+    expected = ctr(q1, k2) + ctr(q2, k1)
+    losses, _ = train(method, method, views)
+    torch.testing.assert_close(losses[0], expected.detach(), **TOL)
+    assert all(math.isfinite(float(loss)) for loss in losses) and len(set(float(x) for x in losses)) == STEPS
+    assert int(queue.count) == 16 and int(queue.ptr) == (STEPS * 16) % 16  # both views' keys, every step
+
+
+def test_plugin_holds_no_forward_of_its_own():
+    """The plugin is a config class, a build function and recipes: the method is the core's look-up method."""
+    assert type(make_mocov3()) is LookupMethod
+    modules = [sslcore_plugin_mocov3] + [
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(sslcore_plugin_mocov3.__path__, prefix="sslcore_plugin_mocov3.")
+    ]
+    assert "sslcore_plugin_mocov3.method" in {module.__name__ for module in modules}
+    own = [
+        f"{module.__name__}.{name}"
+        for module in modules
+        for name, value in inspect.getmembers(module, inspect.isclass)
+        if issubclass(value, nn.Module) and value.__module__.startswith("sslcore_plugin_mocov3")
+    ]
+    assert own == []
 
 
 # -- 2 processes with batch B == 1 process with batch 2B --------------------------------------------------------
@@ -192,15 +237,23 @@ def test_checks_views_key_store_and_widths():
 B = 4
 
 
-def bn_free_mocov3() -> MoCoV3:
+#: The design ``build_mocov3`` gives (checked against it in the 2-process test).
+MOCOV3_DESIGN = LookupDesign(pairs=((0, 1), (1, 0)), target_when="before_forward", predictor=True)
+
+
+def bn_free_mocov3() -> LookupMethod:
     torch.manual_seed(0)
     head = MLPHeadConfig(num_layers=2, hidden_dim=HIDDEN, out_dim=DIM)
-    return MoCoV3(
-        encoder=Encoder(TinyNet(TinyConfig(width=WIDTH, batch_norm=False)), MLPHead(head, WIDTH)),
+    return LookupMethod(
+        "mocov3", MOCOV3_DESIGN,
+        encoder=nn.Sequential(OrderedDict(
+            backbone=TinyNet(TinyConfig(width=WIDTH, batch_norm=False)), projector=MLPHead(head, WIDTH)
+        )),
         predictor=MLPHead(head, DIM),
-        target_updater=EMAUpdater(base_momentum=M0, schedule="cosine", buffers="own", total_steps=STEPS),
-        key_store=InBatchKeys(DIM, stop_gradient=True),
+        updater=EMAUpdater(base_momentum=M0, schedule="cosine", buffers="own", total_steps=STEPS),
+        stores=[InBatchKeys(DIM, stop_gradient=True)],
         loss=MoCoV3ContrastiveLoss(temperature=T),
+        combination="[loss] 'mocov3_contrastive' and [key_store] 'in_batch'",
     )
 
 
@@ -223,11 +276,12 @@ def test_two_processes_equal_one_process_with_the_global_batch():
     assert [r["world"] for r in ranks] == [2, 2]
 
     single = bn_free_mocov3()
+    assert single.design == make_mocov3().design  # what build_mocov3 builds
     losses, _ = train(single, single, views)
     torch.testing.assert_close((ranks[0]["losses"] + ranks[1]["losses"]) / 2, torch.stack(losses), **TOL)
     assert not torch.allclose(ranks[0]["losses"], ranks[1]["losses"])  # the ranks saw different samples
     names = [name for name, _ in single.named_parameters()]
-    assert any(name.startswith("momentum_encoder.") for name in names)
+    assert any(name.startswith("target.") for name in names)
     for r in ranks:
         for name, ours, ref in zip(names, r["params"], single.parameters()):
             torch.testing.assert_close(ours, ref.detach(), **TOL, msg=lambda text, name=name: f"{name}: {text}")

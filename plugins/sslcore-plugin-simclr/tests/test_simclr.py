@@ -4,20 +4,25 @@ SimCLR v2 evaluation network, input checks, and the shipped recipes."""
 from __future__ import annotations
 
 import copy
+import importlib
+import inspect
 import math
+import pkgutil
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from sslcore import distributed
 from sslcore.errors import SslcoreError
+from sslcore.lookup import LookupMethod
 from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
 from sslcore.testing import batch_of, build_method, build_recipe, run_distributed, tiny_host, training_step
-from sslcore_plugin_simclr import SimCLR
+import sslcore_plugin_simclr
 from sslcore_plugin_simclr import plugin as simclr_plugin
 
 RECIPES = Path(simclr_plugin.__file__).parent / "recipes"
@@ -63,7 +68,7 @@ def test_three_steps_match_algorithm_1():
     tau, n = 0.5, 6
     # float64, so that the two computations agree to rounding.
     method = build_method(document(temperature=tau), host=make_host()).double()
-    f, g = copy.deepcopy(method.backbone), copy.deepcopy(method.projector)
+    f, g = copy.deepcopy(method.backbone), copy.deepcopy(method.encoder.projector)
     initial_conv = method.backbone.net[0].weight.detach().clone()
     optimizer = torch.optim.SGD(method.parameters(), lr=0.5, momentum=0.9)
     reference_optimizer = torch.optim.SGD([*f.parameters(), *g.parameters()], lr=0.5, momentum=0.9)
@@ -83,7 +88,7 @@ def test_three_steps_match_algorithm_1():
         reference_optimizer.step()
         assert loss.item() == pytest.approx(reference.item(), abs=1e-10)
         assert loss.item() > 0
-    for mine, theirs in ((method.backbone, f), (method.projector, g)):
+    for mine, theirs in ((method.backbone, f), (method.encoder.projector, g)):
         for (name, a), (_, b) in zip(mine.state_dict().items(), theirs.state_dict().items(), strict=True):
             torch.testing.assert_close(a, b, atol=1e-10, rtol=0, msg=name)
     assert not torch.allclose(method.backbone.net[0].weight, initial_conv), "training did not move the weights"
@@ -98,13 +103,13 @@ def test_evaluation_network_is_backbone_plus_first_projector_layer():
     assert v1.evaluation_network() is v1.backbone
     v2 = build_method(document(num_layers=3, eval_from_projector_layer=1), host=make_host())
     network = v2.evaluation_network()
-    assert network[0] is v2.backbone and network[1] is v2.projector.layers[0]  # shared weights, not a copy
+    assert network[0] is v2.backbone and network[1] is v2.encoder.projector.layers[0]  # shared weights, not a copy
     v2.eval()
     x = torch.randn(5, 3, 8, 8)
     features = network(x)
     assert features.shape == (5, 16)  # the head's hidden width
-    hidden = v2.projector.layers[0][0](v2.backbone(x))  # Linear, then BN (running statistics), then ReLU
-    bn = v2.projector.layers[0][1]
+    hidden = v2.encoder.projector.layers[0][0](v2.backbone(x))  # Linear, then BN (running statistics), then ReLU
+    bn = v2.encoder.projector.layers[0][1]
     expected = torch.relu((hidden - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias)
     torch.testing.assert_close(features, expected)
     assert (features >= 0).all()
@@ -115,20 +120,75 @@ def test_eval_from_projector_layer_must_leave_the_output_layer():
         build_method(document(num_layers=2, eval_from_projector_layer=2), host=make_host())
 
 
-@pytest.mark.parametrize(
-    "key_store, message",
-    [({"kind": "in_batch", "stop_gradient": True}, "with gradient"), ({"kind": "queue", "size": 64}, "in-batch")],
-)
-def test_rejects_key_stores_other_than_in_batch_with_gradient(key_store, message):
-    with pytest.raises(SslcoreError, match=message):
-        build_method({**document(), "key_store": key_store}, host=make_host())
+def test_queue_key_store_swaps_in():
+    """SimCLR no longer insists on in-batch keys: with a queue, each of the 2N queries has its other view as
+    positive (with gradient) and the queue as it was before the step as negatives; all 2N keys are enqueued."""
+    torch.manual_seed(0)
+    tau, n = 0.5, 6
+    method = build_method({**document(temperature=tau), "key_store": {"kind": "queue", "size": 64}},
+                          host=make_host()).double()
+    queue = method.stores[0]
+    bank = queue.queue.detach().clone()
+    x1, x2 = torch.randn(2, n, 3, 8, 8, dtype=torch.float64).unbind(0)
+    # the loss of the first step, written out: one pass over both views (BatchNorm over the 2N)
+    z = torch.nn.functional.normalize(copy.deepcopy(method).encoder(torch.cat([x1, x2])), dim=1)
+    positive = torch.cat([z[n:], z[:n]])
+    logits = torch.cat([(z * positive).sum(dim=1, keepdim=True), z @ torch.nn.functional.normalize(bank, dim=1).T], 1)
+    expected = torch.nn.functional.cross_entropy(logits / tau, torch.zeros(2 * n, dtype=torch.long))
+    optimizer = torch.optim.SGD(method.parameters(), lr=0.5, momentum=0.9)
+    losses = []
+    for step in range(3):
+        batch = batch_of(x1, x2) if step == 0 else batch_of(*torch.randn(2, n, 3, 8, 8, dtype=torch.float64))
+        losses.append(training_step(method, optimizer, batch, StepInfo(step, 10, 5)).loss.item())
+    assert losses[0] == pytest.approx(expected.item(), abs=1e-10)
+    assert all(math.isfinite(loss) for loss in losses) and len(set(losses)) == 3
+    assert int(queue.ptr) == int(queue.count) == 3 * 2 * n
+
+
+def test_in_batch_key_store_without_gradient_swaps_in():
+    """SimCLR no longer insists on gathering the keys with gradient: ``stop_gradient = true`` builds and trains."""
+    torch.manual_seed(0)
+    method = build_method({**document(), "key_store": {"kind": "in_batch", "stop_gradient": True}}, host=make_host())
+    assert method.stores[0].stop_gradient
+    optimizer = torch.optim.SGD(method.parameters(), lr=0.5, momentum=0.9)
+    losses = [
+        training_step(method, optimizer, batch_of(*torch.randn(2, 4, 3, 8, 8)), StepInfo(step, 10, 5)).loss.item()
+        for step in range(3)
+    ]
+    assert all(math.isfinite(loss) and loss > 0 for loss in losses)
+
+
+def test_a_loss_that_does_not_fit_the_key_store_is_a_one_line_error():
+    """``normalized_mse`` needs each query's own positive key; in-batch keys give its column in the bank."""
+    method = build_method({**document(), "loss": {"kind": "normalized_mse"}}, host=make_host())
+    misfit = r"\[loss\] 'normalized_mse' and \[key_store\] 'in_batch' do not fit"
+    with pytest.raises(SslcoreError, match=misfit) as error:
+        method(batch_of(*torch.randn(2, 4, 3, 8, 8)), StepInfo(0, 10, 5))
+    assert "\n" not in str(error.value)
 
 
 def test_rejects_other_than_two_views():
     method = build_method(document(), host=make_host())
     views = [torch.randn(4, 3, 8, 8) for _ in range(3)]
-    with pytest.raises(SslcoreError, match="exactly 2 views"):
+    with pytest.raises(SslcoreError, match="2 views per image, the batch has 3"):
         method(Batch(views=views, index=torch.arange(4)), StepInfo(0, 10, 5))
+
+
+def test_plugin_holds_no_forward_of_its_own():
+    """The plugin is a config class, a build function and recipes: the method is the core's look-up method."""
+    assert type(build_method(document(), host=make_host())) is LookupMethod
+    modules = [sslcore_plugin_simclr] + [
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(sslcore_plugin_simclr.__path__, prefix="sslcore_plugin_simclr.")
+    ]
+    assert "sslcore_plugin_simclr.method" in {module.__name__ for module in modules}
+    own = [
+        f"{module.__name__}.{name}"
+        for module in modules
+        for name, value in inspect.getmembers(module, inspect.isclass)
+        if issubclass(value, nn.Module) and value.__module__.startswith("sslcore_plugin_simclr")
+    ]
+    assert own == []
 
 
 # --- (c) 2 processes with batch B each equal 1 process with batch 2B (global in-batch negatives) ----------------
@@ -165,7 +225,7 @@ def test_two_processes_equal_one_process_with_the_global_batch():
     for name, tensor in single["state"].items():
         torch.testing.assert_close(ranks[0]["state"][name], tensor, atol=1e-5, rtol=0, msg=name)
         torch.testing.assert_close(ranks[1]["state"][name], tensor, atol=1e-5, rtol=0, msg=name)
-    assert not torch.allclose(single["state"]["backbone.net.0.weight"], state["backbone.net.0.weight"])
+    assert not torch.allclose(single["state"]["encoder.backbone.net.0.weight"], state["encoder.backbone.net.0.weight"])
 
 
 # --- (b, d) the shipped recipes ---------------------------------------------------------------------------------
@@ -174,7 +234,7 @@ def test_two_processes_equal_one_process_with_the_global_batch():
 def test_smoke_recipe_builds_and_steps():
     torch.manual_seed(0)
     recipe, method = build_recipe("simclr_smoke", make_host())
-    assert isinstance(method, SimCLR)
+    assert type(method) is LookupMethod and method.name == "simclr"
     x = torch.randn(2, recipe.run.batch_size, 3, 32, 32)
     output = method(batch_of(x[0], x[1]), StepInfo(0, 4, 4))
     assert output.loss.ndim == 0 and math.isfinite(output.loss.item()) and output.loss.item() > 0
@@ -197,9 +257,9 @@ def test_paper_recipes_resolve_with_the_papers_hyperparameters():
 def test_v2_paper_recipe_builds_a_resnet50_with_a_3_layer_head():
     _, method = build_recipe("simclrv2_resnet50", make_host())
     assert method.backbone.num_features == 2048
-    assert [block[0].out_features for block in method.projector.layers] == [2048, 2048, 128]
+    assert [block[0].out_features for block in method.encoder.projector.layers] == [2048, 2048, 128]
     network = method.evaluation_network()
-    assert network[-1] is method.projector.layers[0]
+    assert network[-1] is method.encoder.projector.layers[0]
 
 
 def test_repository_copy_of_the_paper_recipe_is_identical():

@@ -14,10 +14,10 @@ from torch import nn
 from sslcore.engine.optim import build_optimizer
 from sslcore.engine.settings import OptimizerSettings
 from sslcore.errors import SslcoreError
+from sslcore.lookup import LookupMethod
 from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.testing import batch_of, build_method, build_recipe, tiny_host, training_step
-from sslcore_plugin_simsiam import SimSiam
 from sslcore_plugin_simsiam import plugin as simsiam_plugin
 
 
@@ -105,9 +105,8 @@ def test_momentum_target_runs_a_separate_network():
     optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.5)
     before = method.target.backbone.net[0].weight.clone()
     info = StepInfo(0, 10, 5)
-    method(batch_of(torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)), info).loss.backward()
-    optimizer.step()
-    method.after_optimizer_step(info)
+    # The engine's step: forward, backward, optimizer step, then the `after_step` target moves.
+    training_step(method, optimizer, batch_of(torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)), info)
     assert len(calls) == 2
     expected = 0.5 * before + 0.5 * method.encoder.backbone.net[0].weight
     torch.testing.assert_close(method.target.backbone.net[0].weight, expected)
@@ -123,17 +122,41 @@ def test_predictor_keeps_a_fixed_learning_rate():
     assert all(g["weight_decay"] == 1e-4 for g in optimizer.param_groups)
 
 
+def test_plugin_holds_no_forward_of_its_own():
+    # The method is the core's generic look-up step; the plugin is a registration, a config class and recipes.
+    import importlib
+    import inspect
+    import pkgutil
+
+    import sslcore_plugin_simsiam
+
+    method = build_method(document(), host=make_host())
+    assert type(method) is LookupMethod
+    modules = [sslcore_plugin_simsiam] + [
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(sslcore_plugin_simsiam.__path__, "sslcore_plugin_simsiam.")
+    ]
+    assert {"sslcore_plugin_simsiam.method", "sslcore_plugin_simsiam.plugin"} <= {m.__name__ for m in modules}
+    classes = {
+        cls
+        for module in modules
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if cls.__module__.startswith("sslcore_plugin_simsiam")
+    }
+    assert [cls for cls in classes if issubclass(cls, nn.Module)] == []
+
+
 # --- input checks ------------------------------------------------------------------------------------------------
 
 
 def test_predictor_must_output_the_projection_width():
-    with pytest.raises(SslcoreError, match="predictor's output width"):
+    with pytest.raises(SslcoreError, match="predictor gives 4 dimensions but the projector 8"):
         build_method(document(predictor_out=4), host=make_host())
 
 
 def test_rejects_other_than_two_views():
     method = build_method(document(), host=make_host())
-    with pytest.raises(SslcoreError, match="exactly 2 views"):
+    with pytest.raises(SslcoreError, match="trains on 2 views per image, the batch has 3"):
         method(Batch(views=[torch.randn(4, 3, 8, 8)] * 3, index=torch.arange(4)), StepInfo(0, 10, 5))
 
 
@@ -143,7 +166,7 @@ def test_rejects_other_than_two_views():
 def test_smoke_recipe_builds_and_steps():
     torch.manual_seed(0)
     recipe, method = build_recipe("simsiam_smoke", make_host())
-    assert isinstance(method, SimSiam)
+    assert isinstance(method, LookupMethod)
     x = torch.randn(2, recipe.run.batch_size, 3, 32, 32)
     output = method(batch_of(x[0], x[1]), StepInfo(0, 4, 4))
     assert output.loss.ndim == 0 and -1 <= output.loss.item() <= 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -18,11 +19,11 @@ from sslcore.components.heads import MLPHead, MLPHeadConfig
 from sslcore.components.key_stores import InBatchKeys, Queue
 from sslcore.components.losses import SupConLoss
 from sslcore.errors import SslcoreError
+from sslcore.lookup import LookupDesign, LookupMethod
 from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
 from sslcore.testing import TinyConfig, TinyNet, build_method, build_recipe, run_distributed, tiny_host, training_step
-from sslcore_plugin_supcon import SupCon
 
 BATCH = 4  # global, images
 LABELS = torch.tensor([0, 1, 0, 2])  # class 2 has one image: its only positive is its own other view
@@ -87,7 +88,7 @@ def official_features(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor) -> t
 def test_three_steps_match_the_official_code():
     torch.manual_seed(0)
     method = build(backbone={**DOCUMENT["backbone"], "batch_norm": True})  # BatchNorm over both views, as the official
-    reference = nn.Sequential(copy.deepcopy(method.backbone), copy.deepcopy(method.projector))
+    reference = nn.Sequential(copy.deepcopy(method.backbone), copy.deepcopy(method.encoder.projector))
     initial = [p.detach().clone() for p in method.parameters()]
     optimizer = torch.optim.SGD(method.parameters(), **SGD)
     reference_optimizer = torch.optim.SGD(reference.parameters(), **SGD)
@@ -127,7 +128,7 @@ def loop_supcon(views: list[torch.Tensor], labels: torch.Tensor, keys: list[torc
 def test_queue_extension_matches_equation_2_with_stored_keys():
     torch.manual_seed(0)
     method = build(key_store=QUEUE)
-    reference = nn.Sequential(copy.deepcopy(method.backbone), copy.deepcopy(method.projector))
+    reference = nn.Sequential(copy.deepcopy(method.backbone), copy.deepcopy(method.encoder.projector))
     optimizer = torch.optim.SGD(method.parameters(), **SGD)
     reference_optimizer = torch.optim.SGD(reference.parameters(), **SGD)
     keys: list[torch.Tensor] = []
@@ -142,22 +143,25 @@ def test_queue_extension_matches_equation_2_with_stored_keys():
         reference_optimizer.zero_grad()
         expected.backward()
         reference_optimizer.step()
-        for b in range(BATCH):  # enqueue every view, sample by sample, keeping the last QUEUE_SIZE
-            keys += [z1[b].detach(), z2[b].detach()]
-            key_labels += [int(LABELS[b])] * 2
+        for view in (z1, z2):  # enqueue every view, view-major (as the anchors), keeping the last QUEUE_SIZE
+            keys += [view[b].detach() for b in range(BATCH)]
+            key_labels += [int(label) for label in LABELS]
         keys, key_labels = keys[-QUEUE_SIZE:], key_labels[-QUEUE_SIZE:]
 
         torch.testing.assert_close(output.loss, expected, rtol=1e-5, atol=1e-6)
         for got, want in zip(method.parameters(), reference.parameters(), strict=True):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    stored = method.key_store.labels()
+    queue = method.stores[1]
+    assert isinstance(method.stores[0], InBatchKeys) and isinstance(queue, Queue)  # the global batch, then the queue
+    assert int(queue.count) == QUEUE_SIZE
+    stored = queue.queue_labels
     assert (stored >= 0).all() and sorted(stored.tolist()) == sorted(key_labels)
-    stored_keys = method.key_store.keys()
+    stored_keys = queue.queue
     for key in keys:
         assert torch.isclose(stored_keys, key, rtol=1e-5, atol=1e-6).all(dim=1).any()
 
 
-def test_rejects_missing_labels_views_and_components():
+def test_rejects_missing_labels_and_views():
     torch.manual_seed(0)
     method = build()
     x1, x2 = step_data()[0]
@@ -165,14 +169,79 @@ def test_rejects_missing_labels_views_and_components():
         method(Batch(views=[x1, x2], index=torch.arange(BATCH)), StepInfo(0, 1, 1))
     with pytest.raises(SslcoreError, match="one shape"):
         method(Batch(views=[x1, x2[:, :, :4, :4]], index=torch.arange(BATCH), label=LABELS), StepInfo(0, 1, 1))
-    with pytest.raises(SslcoreError, match="stop_gradient = false"):
-        build(key_store={"kind": "in_batch", "stop_gradient": True})
-    with pytest.raises(SslcoreError, match="store_labels = true"):
-        build(key_store={"kind": "queue", "size": 16})
-    with pytest.raises(SslcoreError, match="global batch"):
-        build(key_store={"kind": "memory_bank"})
-    with pytest.raises(SslcoreError, match="supervised contrastive loss"):
-        build(loss={"kind": "ntxent"})
+
+
+@pytest.mark.parametrize(
+    ("tables", "kind"),
+    [
+        ({"key_store": {"kind": "queue", "size": 16}}, "queue"),  # keys without labels: no positives to find
+        ({"key_store": {"kind": "memory_bank"}}, "memory_bank"),  # per-query negatives, not a shared contrast set
+    ],
+)
+def test_a_key_store_that_does_not_fit_stops_the_first_step_with_one_line(tables, kind):
+    # Components are swappable wherever the mathematics allows; these combinations are not, and the first step
+    # says so in one line naming both tables (the build itself no longer guards them).
+    torch.manual_seed(0)
+    method = build(**tables)
+    x1, x2 = step_data()[0]
+    batch = Batch(views=[x1, x2], index=torch.arange(BATCH), label=LABELS)
+    with pytest.raises(SslcoreError, match=rf"\[loss\] 'supcon' and \[key_store\] '{kind}' do not fit") as error:
+        method(batch, StepInfo(0, 1, 1))
+    assert "\n" not in str(error.value)
+
+
+def test_in_batch_keys_without_gradient_train_with_the_same_loss():
+    # No longer rejected: gathering the contrast set without gradient trains through the anchors only. The
+    # forward (the loss value) is that of the paper's setting; the gradients differ.
+    x1, x2 = step_data()[0]
+    batch = Batch(views=[x1, x2], index=torch.arange(BATCH), label=LABELS)
+    torch.manual_seed(0)
+    paper = build()
+    torch.manual_seed(0)
+    constant_keys = build(key_store={"kind": "in_batch", "stop_gradient": True})
+    losses, grads = [], []
+    for method in (paper, constant_keys):
+        loss = method(batch, StepInfo(0, 1, 1)).loss
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(method.backbone.net[0].weight.grad.clone())
+    torch.testing.assert_close(losses[1], losses[0])
+    assert not torch.allclose(grads[1], grads[0])
+
+
+def test_another_contrastive_loss_trains_on_the_supcon_pipeline():
+    # No longer rejected: NT-Xent reads the same in-batch keys (each anchor's positive is its other view).
+    torch.manual_seed(0)
+    method = build(loss={"kind": "ntxent"})
+    optimizer = torch.optim.SGD(method.parameters(), **SGD)
+    for step, (x1, x2) in enumerate(step_data()[:2]):
+        batch = Batch(views=[x1, x2], index=torch.arange(BATCH), label=LABELS)
+        loss = training_step(method, optimizer, batch, StepInfo(step, 3, 3)).loss
+        assert math.isfinite(loss.item())
+
+
+def test_plugin_holds_no_forward_of_its_own():
+    # The method is the core's generic look-up step; the plugin is a registration, a config class and recipes.
+    import importlib
+    import inspect
+    import pkgutil
+
+    import sslcore_plugin_supcon
+
+    assert type(build()) is LookupMethod
+    assert type(build(key_store=QUEUE)) is LookupMethod
+    modules = [sslcore_plugin_supcon] + [
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(sslcore_plugin_supcon.__path__, "sslcore_plugin_supcon.")
+    ]
+    assert {"sslcore_plugin_supcon.method", "sslcore_plugin_supcon.plugin"} <= {m.__name__ for m in modules}
+    classes = {
+        cls
+        for module in modules
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if cls.__module__.startswith("sslcore_plugin_supcon")
+    }
+    assert [cls for cls in classes if issubclass(cls, nn.Module)] == []
 
 
 def test_recipes_resolve_and_smoke_builds():
@@ -206,12 +275,22 @@ def test_engine_trains_the_smoke_recipe(tmp_path, monkeypatch):
 
 
 # -- 2 processes x 2 images == 1 process x 4 images, without and with the queue -------------------------------
-def build_direct(queue: bool) -> SupCon:
+#: supcon's look-up design (build_supcon's); the 2-process test checks it is the one the plugin builds.
+SUPCON_DESIGN = LookupDesign(
+    pairs=((0, 1), (1, 0)), joint=True, keys_from="online", one_pass=True, normalize=True, labels=True
+)
+
+
+def build_direct(queue: bool) -> LookupMethod:
     """The method of DOCUMENT (with QUEUE), built from its classes: the gloo workers skip the plugin host's imports."""
     projector = MLPHead(MLPHeadConfig(num_layers=2, hidden_dim=6, out_dim=5), in_dim=6)
-    key_store = Queue(5, QUEUE_SIZE, store_labels=True) if queue else InBatchKeys(5)
+    stores = [InBatchKeys(5), Queue(5, QUEUE_SIZE, store_labels=True)] if queue else [InBatchKeys(5)]
     backbone = TinyNet(TinyConfig(width=6, batch_norm=False))
-    return SupCon(backbone, projector, key_store, SupConLoss(TEMPERATURE, BASE_TEMPERATURE))
+    encoder = nn.Sequential(OrderedDict(backbone=backbone, projector=projector))
+    return LookupMethod(
+        "supcon", SUPCON_DESIGN, encoder=encoder, predictor=None, updater=None, stores=stores,
+        loss=SupConLoss(TEMPERATURE, BASE_TEMPERATURE), combination="[loss] 'supcon' and [key_store]",
+    )
 
 
 def train(rank: int, world: int) -> dict:
@@ -232,15 +311,18 @@ def train(rank: int, world: int) -> dict:
         out[name] = {
             "losses": torch.stack(losses),
             "params": [p.detach().clone() for p in method.parameters()],
-            "buffers": {k: v.clone() for k, v in method.key_store.state_dict().items()},
+            "buffers": {k: v.clone() for k, v in method.stores.state_dict().items()},
         }
     return out
 
 
 @pytest.mark.distributed
 def test_two_processes_equal_one_process_with_the_global_batch():
-    shapes = {name: tensor.shape for name, tensor in build(key_store=QUEUE).state_dict().items()}
+    built = build(key_store=QUEUE)
+    shapes = {name: tensor.shape for name, tensor in built.state_dict().items()}
     assert shapes == {name: tensor.shape for name, tensor in build_direct(queue=True).state_dict().items()}
+    assert built.design == SUPCON_DESIGN
+    assert [type(store) for store in built.stores] == [type(store) for store in build_direct(queue=True).stores]
     ranks = run_distributed(train, world_size=2)
     single = train(0, 1)
     assert [r["world"] for r in ranks] == [2, 2]
@@ -252,4 +334,4 @@ def test_two_processes_equal_one_process_with_the_global_batch():
                 torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
             for key, want in single[name]["buffers"].items():
                 torch.testing.assert_close(result[name]["buffers"][key], want, rtol=1e-5, atol=1e-6)
-    assert int(single["queue"]["buffers"]["count"]) == QUEUE_SIZE
+    assert int(single["queue"]["buffers"]["1.count"]) == QUEUE_SIZE

@@ -1,7 +1,13 @@
-"""The key store contract: where a method's keys (positives and negatives) live, and how ranks share them."""
+"""The key store contract: where a method's keys (positives and negatives) live, and how ranks share them.
+
+Every key store answers ``read(keys, ...) -> Keys`` (what this rank's queries are compared with) and takes
+``write(keys, ...)`` (what it keeps for later steps), whatever its sharding. A method reads during its forward and
+returns the write as a :class:`sslcore.method.KeyWrite`; the engine applies it after the optimizer step.
+"""
 
 from __future__ import annotations
 
+import abc
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -10,11 +16,12 @@ from torch import nn
 
 from sslcore import distributed
 from sslcore.errors import SslcoreError
+from sslcore.keys import Keys
 
 Sharding = Literal["in_batch", "replicated", "sharded"]
 
 
-class KeyStore(nn.Module):
+class KeyStore(nn.Module, abc.ABC):
     """Base class of key stores.
 
     ``sharding`` states the distributed contract, which the engine relies on:
@@ -28,9 +35,39 @@ class KeyStore(nn.Module):
 
     All state lives in persistent buffers, so ``state_dict()`` / ``load_state_dict()`` round-trip it exactly.
     Keys are rows: a batch of keys is a ``(batch, dim)`` tensor.
+
+    ``read`` and ``write`` are collectives for every store that is not purely local: every rank calls them in the
+    same order with the same number of rows.
     """
 
     sharding: ClassVar[Sharding]
+
+    @abc.abstractmethod
+    def read(
+        self,
+        keys: torch.Tensor,
+        *,
+        index: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        positive_rows: torch.Tensor | None = None,
+        exclude_rows: torch.Tensor | None = None,
+    ) -> Keys:
+        """The keys for this rank's queries.
+
+        Args:
+            keys: this step's key embeddings of this rank's samples ``(n, dim)`` (the key branch's output).
+            index: the samples' dataset indices ``(n,)`` (memory banks address rows by them).
+            labels: the samples' class labels ``(n,)`` (stores that keep or gather labels).
+            positive_rows: for each query, the row of ``keys`` holding its positive (default: row i for query i).
+            exclude_rows: for each query, the row of ``keys`` that is the query itself (queries and keys from one
+                branch), to leave out of its comparisons; stores that keep no current keys ignore it.
+        """
+
+    def write(
+        self, keys: torch.Tensor, *, index: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ) -> None:
+        """Keep ``keys`` (this rank's, detached) for later steps; called by the engine after the optimizer step.
+        Stateless stores keep nothing."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from sslcore import distributed
 from sslcore.components.key_stores.base import KeyStore, broadcast_from_first, check_indices
 from sslcore.errors import SslcoreError
+from sslcore.keys import Keys
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}
 _INIT_CHUNK_ROWS = 1 << 16  # rows drawn at a time at init: bounds the transient memory, fixed for reproducibility
@@ -31,12 +32,15 @@ class MemoryBankConfig:
             (InstDisc Sec. 3.3 / lemniscate ``--nce-m``: 0.5).
         dtype: storage type of the bank; ``float16`` halves its memory (ImageNet: 1.28M x 128). Arithmetic is
             done in float32 either way.
+        negatives: ``m``, the entries :meth:`MemoryBank.read` draws per query as negatives, uniformly with
+            replacement (InstDisc sec. 3.2 / lemniscate ``--nce-k``: 4096).
     """
 
     momentum: float = attrs.field(default=0.5, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
     dtype: Literal["float32", "float16"] = attrs.field(
         default="float32", validator=attrs.validators.in_(tuple(_DTYPES))
     )
+    negatives: int = attrs.field(default=4096, validator=attrs.validators.gt(0))
 
 
 class MemoryBank(KeyStore):
@@ -60,6 +64,7 @@ class MemoryBank(KeyStore):
         *,
         momentum: float = 0.5,
         dtype: Literal["float32", "float16"] = "float32",
+        negatives: int = 4096,
     ) -> None:
         super().__init__(dim)
         if num_samples <= 0:
@@ -68,6 +73,7 @@ class MemoryBank(KeyStore):
             raise SslcoreError(f"memory bank momentum must lie in [0, 1), got {momentum}")
         self.num_samples = num_samples
         self.momentum = momentum
+        self.negatives = negatives
         self._register_shard()
         world, rank = distributed.world_size(), distributed.rank()
         seed = broadcast_from_first(torch.randint(2**62, (1,)))
@@ -88,6 +94,32 @@ class MemoryBank(KeyStore):
         all_indices = distributed.gather(indices.to(self.bank.device))
         check_indices(all_indices, self.num_samples, "memory bank")
         return all_indices
+
+    def read(
+        self,
+        keys: torch.Tensor,
+        *,
+        index: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        positive_rows: torch.Tensor | None = None,
+        exclude_rows: torch.Tensor | None = None,
+    ) -> Keys:
+        """Each query's positive is its sample's stored entry (read before this step's write, as lemniscate's
+        ``NCEAverage.forward``); the bank is ``negatives`` entries drawn per query from all ``num_samples``."""
+        if index is None:
+            raise SslcoreError("a memory bank addresses its entries by dataset index: read it with index=")
+        self.check_keys(keys)
+        positive = self.lookup(index)
+        negatives, _ = self.sample(keys.shape[0], self.negatives)
+        return Keys(positive=positive, bank=negatives, population=self.num_samples)
+
+    def write(
+        self, keys: torch.Tensor, *, index: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ) -> None:
+        """``v[i] <- normalize(m * v[i] + (1 - m) * f)`` for the samples ``index`` (see :meth:`update`)."""
+        if index is None:
+            raise SslcoreError("a memory bank addresses its entries by dataset index: write it with index=")
+        self.update(index, keys)
 
     @torch.no_grad()
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
@@ -162,4 +194,4 @@ def _initial_rows(num_samples: int, dim: int, rank: int, world: int, seed: int, 
 
 def build_memory_bank(config: MemoryBankConfig, dim: int, num_samples: int) -> MemoryBank:
     """One momentum-updated vector per training sample, sharded by index over processes (InstDisc)."""
-    return MemoryBank(dim, num_samples, momentum=config.momentum, dtype=config.dtype)
+    return MemoryBank(dim, num_samples, momentum=config.momentum, dtype=config.dtype, negatives=config.negatives)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from sslcore import distributed
 from sslcore.components.key_stores.base import KeyStore, broadcast_from_first
 from sslcore.errors import SslcoreError
+from sslcore.keys import Keys
 
 
 @attrs.frozen(kw_only=True)
@@ -27,7 +28,6 @@ class QueueConfig:
         init: ``random`` fills the queue with random unit vectors (MoCo: ``normalize(randn(dim, K), dim=0)``);
             ``zeros`` starts empty (SwAV), for methods that wait until :attr:`Queue.filled` reaches capacity.
         store_labels: keep each key's class label (supervised contrastive with a queue); empty slots hold -1.
-        store_indices: keep each key's dataset index (to exclude a sample's own key); empty slots hold -1.
     """
 
     size: int = attrs.field(default=65536, validator=attrs.validators.gt(0))
@@ -38,7 +38,6 @@ class QueueConfig:
         default="random", validator=attrs.validators.in_(("random", "zeros"))
     )
     store_labels: bool = False
-    store_indices: bool = False
 
 
 class Queue(KeyStore):
@@ -61,7 +60,6 @@ class Queue(KeyStore):
         sharding: Literal["replicated", "sharded"] = "replicated",
         init: Literal["random", "zeros"] = "random",
         store_labels: bool = False,
-        store_indices: bool = False,
     ) -> None:
         super().__init__(dim)
         self.sharding = sharding  # type: ignore[misc]  # chosen per instance by the config
@@ -84,55 +82,66 @@ class Queue(KeyStore):
             self.register_buffer("queue", torch.zeros(self.capacity, dim))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self.random_init = init == "random"
         self.register_buffer("queue_labels", torch.full((self.capacity,), -1) if store_labels else None)
-        self.register_buffer("queue_indices", torch.full((self.capacity,), -1) if store_indices else None)
 
     @property
     def filled(self) -> int:
         """How many slots on this rank hold an enqueued key (``capacity`` once the queue has wrapped)."""
         return int(self.count)
 
-    def keys(self) -> torch.Tensor:
-        """All ``(capacity, dim)`` keys, detached and cloned (the next enqueue must not change a graph's input)."""
-        return self.queue.detach().clone()
+    def read(
+        self,
+        keys: torch.Tensor,
+        *,
+        index: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        positive_rows: torch.Tensor | None = None,
+        exclude_rows: torch.Tensor | None = None,
+    ) -> Keys:
+        """``keys`` (this step's, row i for query i, or ``positive_rows``) are the positives; the bank is a
+        detached copy of the stored keys (the write after this step must not change a graph's input).
 
-    def labels(self) -> torch.Tensor:
-        """The label of each slot (-1 where empty)."""
-        if self.queue_labels is None:
-            raise SslcoreError("this queue does not store labels", hint="set store_labels = true")
-        return self.queue_labels.clone()
+        The bank holds the slots that hold a key: all of them for ``init = "random"`` (MoCo's random initial
+        keys are negatives from step 0), the written ones for ``init = "zeros"``, and for a labelled queue the
+        ones that hold a label (random initial keys have none).
+        """
+        self.check_keys(keys)
+        valid = self._valid_slots()
+        return Keys(
+            positive=keys if positive_rows is None else keys[positive_rows],
+            bank=self.queue.detach()[valid].clone() if valid is not None else self.queue.detach().clone(),
+            labels=None if self.queue_labels is None else self.queue_labels[valid].clone(),
+            query_labels=labels,
+        )
 
-    def indices(self) -> torch.Tensor:
-        """The dataset index of each slot (-1 where empty)."""
-        if self.queue_indices is None:
-            raise SslcoreError("this queue does not store sample indices", hint="set store_indices = true")
-        return self.queue_indices.clone()
+    def _valid_slots(self) -> torch.Tensor | None:
+        """A mask of the slots that hold a key, or None when every slot does."""
+        if self.queue_labels is not None:
+            return self.queue_labels >= 0
+        if self.random_init or self.filled == self.capacity:
+            return None
+        return torch.arange(self.capacity, device=self.queue.device) < self.count
 
     @torch.no_grad()
-    def enqueue(
-        self, keys: torch.Tensor, labels: torch.Tensor | None = None, indices: torch.Tensor | None = None
+    def write(
+        self, keys: torch.Tensor, *, index: torch.Tensor | None = None, labels: torch.Tensor | None = None
     ) -> None:
-        """Replace the oldest entries by ``keys`` (and their labels / indices when the queue stores them)."""
+        """Replace the oldest entries by ``keys`` (and their labels when the queue stores them). A replicated
+        queue gathers every rank's keys first (MoCo's ``_dequeue_and_enqueue``); a sharded one keeps its own."""
         self.check_keys(keys)
-        for name, given, buffer in (("labels", labels, self.queue_labels), ("indices", indices, self.queue_indices)):
-            if buffer is not None and given is None:
-                raise SslcoreError(f"this queue stores {name} (store_{name} = true), so enqueue needs {name}=")
-            if buffer is None and given is not None:
-                raise SslcoreError(
-                    f"enqueue got {name} but this queue does not store them", hint=f"set store_{name} = true"
-                )
-            if given is not None and given.shape != keys.shape[:1]:
-                raise SslcoreError(f"enqueue got {name} of shape {tuple(given.shape)} for {keys.shape[0]} keys")
+        if self.queue_labels is not None and labels is None:
+            raise SslcoreError("this queue stores labels (store_labels = true), so its keys need labels")
+        if labels is not None and labels.shape != keys.shape[:1]:
+            raise SslcoreError(f"a queue write got labels of shape {tuple(labels.shape)} for {keys.shape[0]} keys")
         device = self.queue.device
         keys = keys.to(device)
-        labels = labels.to(device) if labels is not None else None
-        indices = indices.to(device) if indices is not None else None
+        labels = labels.to(device) if labels is not None and self.queue_labels is not None else None
         if self.sharding == "sharded":
             self._check_world()
         else:
             keys = distributed.gather(keys)
             labels = distributed.gather(labels) if labels is not None else None
-            indices = distributed.gather(indices) if indices is not None else None
         n = keys.shape[0]
         if n > self.capacity:
             raise SslcoreError(
@@ -143,8 +152,6 @@ class Queue(KeyStore):
         self.queue[slots] = keys.to(self.queue.dtype)
         if labels is not None:
             self.queue_labels[slots] = labels.to(self.queue_labels.dtype)
-        if indices is not None:
-            self.queue_indices[slots] = indices.to(self.queue_indices.dtype)
         self.ptr.copy_((self.ptr + n) % self.capacity)
         self.count.copy_(torch.clamp(self.count + n, max=self.capacity))
 
@@ -160,5 +167,4 @@ def build_queue(config: QueueConfig, dim: int, num_samples: int) -> Queue:
         sharding=config.sharding,
         init=config.init,
         store_labels=config.store_labels,
-        store_indices=config.store_indices,
     )

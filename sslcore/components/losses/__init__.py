@@ -1,10 +1,11 @@
 """Built-in losses, registered through the same hook as any plugin's.
 
-Every loss is an ``nn.Module`` built by ``factory(config)``. Losses take LOCAL tensors and, where the formula
-needs the global batch, the GLOBAL tensors gathered by the caller (with
-:func:`sslcore.distributed.gather_with_grad`) plus the offset of this rank's samples in the global batch. They
-never gather themselves and return the mean over this rank's local anchors, so N ranks with batch B and DDP's
-gradient averaging equal one process with batch N*B.
+Every loss is an ``nn.Module`` built by ``factory(config)`` and called as ``loss(query, keys)``: this rank's
+queries ``(B, D)`` and the :class:`sslcore.keys.Keys` a key store read for them (the global batch gathered with
+the right gradient, a queue, memory-bank draws, or just each query's target). Losses never gather themselves and
+return the mean over this rank's local queries, so N ranks with batch B and DDP's gradient averaging equal one
+process with batch N*B. A loss that cannot use the keys it is given raises :class:`sslcore.keys.KeysMismatch`.
+SwAV's and DINO's cross-entropy to soft targets keeps its own two-argument form ``loss(targets, logits)``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sslcore.components.losses.cosine import (
     build_normalized_mse,
 )
 from sslcore.components.losses.infonce import InfoNCEConfig, InfoNCELoss, build_infonce
+from sslcore.components.losses.invaspread import InvaSpreadLoss, InvaSpreadLossConfig, build_invaspread_loss
 from sslcore.components.losses.mocov3 import MoCoV3ContrastiveConfig, MoCoV3ContrastiveLoss, build_mocov3_contrastive
 from sslcore.components.losses.nce import NCEConfig, NCELoss, build_nce
 from sslcore.components.losses.ntxent import NTXentConfig, NTXentLoss, build_ntxent
@@ -35,6 +37,8 @@ from sslcore.registry import Registry
 __all__ = [
     "InfoNCEConfig",
     "InfoNCELoss",
+    "InvaSpreadLoss",
+    "InvaSpreadLossConfig",
     "MoCoV3ContrastiveConfig",
     "MoCoV3ContrastiveLoss",
     "NCEConfig",
@@ -64,4 +68,5 @@ def sslcore_register_losses(registry: Registry) -> None:
     registry.add("normalized_mse", build_normalized_mse, NormalizedMSEConfig)
     registry.add("supcon", build_supcon, SupConConfig)
     registry.add("nce", build_nce, NCEConfig)
+    registry.add("invaspread", build_invaspread_loss, InvaSpreadLossConfig)
     registry.add("soft_cross_entropy", build_soft_cross_entropy, SoftCrossEntropyConfig)

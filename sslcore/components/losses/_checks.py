@@ -15,12 +15,3 @@ def check_same_shape(first: str, a: torch.Tensor, second: str, b: torch.Tensor) 
     """Raise ``ValueError`` unless ``a`` and ``b`` have the same shape."""
     if a.shape != b.shape:
         raise ValueError(f"{first} and {second} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-
-
-def check_global(local: int, total: int, offset: int, what: str) -> None:
-    """Raise ``ValueError`` unless rows ``offset .. offset + local`` lie inside a global batch of ``total`` rows."""
-    if offset < 0 or offset + local > total:
-        raise ValueError(
-            f"offset {offset} with {local} local rows does not fit the {total} rows of {what}; "
-            "pass this rank's offset into the gathered batch (rank * local batch size)"
-        )

@@ -1,6 +1,7 @@
 """Losses between a prediction and a target without negatives: SimSiam's negative cosine and BYOL's
-normalised MSE. Both stop no gradient themselves: the method passes ``z.detach()`` (SimSiam's stop-grad) or
-a target network's output produced under ``no_grad`` (BYOL)."""
+normalised MSE, ``loss(query, keys)`` with the target in ``keys.positive``. Both stop no gradient themselves:
+the method passes ``z.detach()`` (SimSiam's stop-grad) or a target network's output produced under
+``no_grad`` (BYOL). Keys that carry negatives are an error: these losses would ignore them."""
 
 from __future__ import annotations
 
@@ -10,9 +11,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslcore.components.losses._checks import check_ndim, check_same_shape
+from sslcore.keys import Keys
 
 
-def _cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def _cosine(p: torch.Tensor, keys: Keys, loss: str) -> torch.Tensor:
+    """cos(p_i, z_i) of each prediction with its query's positive key ``z`` (the target branch's output)."""
+    keys.require(loss, "positive")
+    keys.forbid(loss, "bank")
+    z = keys.positive
+    assert z is not None
     check_ndim("p", p, 2, "(B, D)")
     check_same_shape("p", p, "z", z)
     return (F.normalize(p, dim=1) * F.normalize(z, dim=1)).sum(dim=1)
@@ -29,9 +36,9 @@ class NegativeCosineLoss(nn.Module):
     The symmetrised loss ``D(p1, z2)/2 + D(p2, z1)/2`` (Eq. 2) with ``z`` detached is the method's business.
     """
 
-    def forward(self, p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """``p``: predictions ``(B, D)``; ``z``: targets ``(B, D)`` (already detached by the caller)."""
-        return -_cosine(p, z).mean()
+    def forward(self, query: torch.Tensor, keys: Keys) -> torch.Tensor:
+        """``query``: predictions ``p`` ``(B, D)``; ``keys.positive``: targets ``z`` ``(B, D)`` (already detached)."""
+        return -_cosine(query, keys, "negative_cosine").mean()
 
 
 @attrs.frozen(kw_only=True)
@@ -45,9 +52,9 @@ class NormalizedMSELoss(nn.Module):
     BYOL's total loss adds the two directions (Eq. 2's L + L~); the method does that.
     """
 
-    def forward(self, p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """``p``: online predictions ``(B, D)``; ``z``: target projections ``(B, D)`` (without gradient)."""
-        return (2 - 2 * _cosine(p, z)).mean()
+    def forward(self, query: torch.Tensor, keys: Keys) -> torch.Tensor:
+        """``query``: online predictions ``(B, D)``; ``keys.positive``: target projections ``(B, D)`` (no gradient)."""
+        return (2 - 2 * _cosine(query, keys, "normalized_mse")).mean()
 
 
 def build_negative_cosine(config: NegativeCosineConfig) -> NegativeCosineLoss:

@@ -1,7 +1,7 @@
-"""InfoNCE against a set of negative keys: MoCo v1/v2 (He et al., 2020, Alg. 1 and Eq. 1).
+"""InfoNCE against a set of keys: MoCo v1/v2 (He et al., 2020, Alg. 1 and Eq. 1), MoCo v3's ctr, SimCLR's NT-Xent.
 
 Also InstDisc's non-parametric softmax (Wu et al., 2018, Eq. 2) when the negatives are entries sampled from a
-memory bank: pass them per query as ``(B, K, D)``; with the whole bank as negatives it is Eq. 2 exactly.
+memory bank (``(B, K, D)`` keys per query); with the whole bank as negatives it is Eq. 2 exactly.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslcore.components.losses._checks import check_ndim, check_same_shape
+from sslcore.keys import Keys, contrast_logits
 
 
 @attrs.frozen(kw_only=True)
@@ -31,10 +31,13 @@ class InfoNCEConfig:
 class InfoNCELoss(nn.Module):
     """``-log exp(q.k+/T) / (exp(q.k+/T) + sum_k exp(q.k/T))``, averaged over the local queries.
 
-    Exactly MoCo's ``logits = cat([l_pos, l_neg]) / T`` with cross-entropy to label 0
-    (facebookresearch/moco, moco/builder.py). The caller stops the gradient of the keys (MoCo's key encoder
-    runs under ``no_grad``); the loss differentiates whatever it is given.
+    With a queue's keys, exactly MoCo's ``logits = cat([l_pos, l_neg]) / T`` with cross-entropy to label 0
+    (facebookresearch/moco, moco/builder.py); with in-batch keys, the cross-entropy over the global batch with
+    the positive's column as label (MoCo v3, SimCLR's NT-Xent when the query itself is excluded). The key store
+    decides whether gradients reach the keys; the loss differentiates whatever it is given.
     """
+
+    name = "infonce"
 
     def __init__(self, temperature: float = 0.07, normalize: bool = True) -> None:
         super().__init__()
@@ -43,29 +46,12 @@ class InfoNCELoss(nn.Module):
         self.temperature = temperature
         self.normalize = normalize
 
-    def forward(self, query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
-        """``query`` and ``positive`` are ``(B, D)``; ``negatives`` is ``(K, D)`` shared by all queries (a queue)
-        or ``(B, K, D)`` per query (entries sampled from a memory bank)."""
-        check_ndim("query", query, 2, "(B, D)")
-        check_same_shape("query", query, "positive", positive)
-        if negatives.ndim == 2:
-            if negatives.shape[1] != query.shape[1]:
-                raise ValueError(f"negatives must have shape (K, {query.shape[1]}), got {tuple(negatives.shape)}")
-        elif negatives.ndim != 3 or negatives.shape[0] != query.shape[0] or negatives.shape[2] != query.shape[1]:
-            raise ValueError(
-                f"negatives must have shape (K, D) or (B, K, D) with B={query.shape[0]}, D={query.shape[1]}, "
-                f"got {tuple(negatives.shape)}"
-            )
-        if self.normalize:
-            query, positive, negatives = (F.normalize(t, dim=-1) for t in (query, positive, negatives))
-        l_pos = (query * positive).sum(dim=1, keepdim=True)
-        if negatives.ndim == 2:
-            l_neg = query @ negatives.t()
-        else:
-            l_neg = torch.einsum("bd,bkd->bk", query, negatives)
-        logits = torch.cat([l_pos, l_neg], dim=1) / self.temperature
-        labels = torch.zeros(query.shape[0], dtype=torch.long, device=query.device)
-        return F.cross_entropy(logits, labels)
+    def forward(self, query: torch.Tensor, keys: Keys) -> torch.Tensor:
+        """``query``: ``(B, D)``; ``keys``: each query's positive (its own ``(B, D)`` key, or its column in the
+        bank) and the negatives (a shared ``(K, D)`` bank such as a queue or the global batch, or ``(B, K, D)``
+        per query such as memory-bank draws)."""
+        logits, target = contrast_logits(query, keys, loss=self.name, normalize=self.normalize)
+        return F.cross_entropy(logits / self.temperature, target)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, normalize={self.normalize}"

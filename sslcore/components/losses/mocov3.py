@@ -1,18 +1,17 @@
 """MoCo v3's contrastive loss ``ctr(q, k)`` (Chen, Xie and He, 2021, Alg. 1).
 
-The keys of the whole global batch are the dictionary: the positive of local query i is global key
-``offset + i``, every other key is a negative. The method symmetrises it, ``ctr(q1, k2) + ctr(q2, k1)``
-(official moco/builder.py returns ``l1 + l2``, not their mean).
+The keys of the whole global batch are the dictionary: the positive of local query i is its own sample's key,
+every other key is a negative. The method symmetrises it, ``ctr(q1, k2) + ctr(q2, k1)`` (official
+moco/builder.py returns ``l1 + l2``, not their mean).
 """
 
 from __future__ import annotations
 
 import attrs
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from sslcore.components.losses._checks import check_global, check_ndim
+from sslcore.components.losses.infonce import InfoNCELoss
+from sslcore.keys import Keys
 
 
 @attrs.frozen(kw_only=True)
@@ -27,33 +26,20 @@ class MoCoV3ContrastiveConfig:
     temperature: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
 
 
-class MoCoV3ContrastiveLoss(nn.Module):
-    """``CrossEntropy(q k_all^T / T, offset + arange(B)) * 2T`` on L2-normalised vectors.
+class MoCoV3ContrastiveLoss(InfoNCELoss):
+    """InfoNCE on L2-normalised vectors times ``2 * T``: ``CrossEntropy(q k^T / T, positive) * 2T``.
 
     The ``2 * T`` factor is the paper's and official code's (``ctr_loss``): it makes the gradient scale
-    independent of tau. Keys come from the momentum encoder; the caller gathers them (without gradient in
-    MoCo v3; with :func:`sslcore.distributed.gather_with_grad` the loss is just as correct).
+    independent of tau. With in-batch keys (MoCo v3) the labels are the positives' columns in the global batch.
     """
 
-    def __init__(self, temperature: float = 1.0) -> None:
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = temperature
+    name = "mocov3_contrastive"
 
-    def forward(self, q: torch.Tensor, k_all: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        """``q``: local queries ``(B, D)``; ``k_all``: global keys ``(N*B, D)`` (the local keys on one
-        process); ``offset``: index of this rank's first sample in ``k_all``."""
-        check_ndim("q", q, 2, "(B, D)")
-        check_ndim("k_all", k_all, 2, "(N*B, D)")
-        if k_all.shape[1] != q.shape[1]:
-            raise ValueError(f"k_all has width {k_all.shape[1]}, q has width {q.shape[1]}")
-        check_global(q.shape[0], k_all.shape[0], offset, "k_all")
-        q = F.normalize(q, dim=1)
-        k_all = F.normalize(k_all, dim=1)
-        logits = q @ k_all.t() / self.temperature
-        labels = torch.arange(q.shape[0], device=q.device) + offset
-        return F.cross_entropy(logits, labels) * (2 * self.temperature)
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__(temperature=temperature, normalize=True)
+
+    def forward(self, query: torch.Tensor, keys: Keys) -> torch.Tensor:
+        return super().forward(query, keys) * (2 * self.temperature)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"

@@ -15,6 +15,7 @@ from torch import nn
 
 from sslcore.components.losses._checks import check_ndim, check_same_shape
 from sslcore.distributed import all_reduce_mean
+from sslcore.keys import Keys
 
 #: Added to the denominators of Eq. 5, as the official NCECriterion does.
 _EPS = 1e-7
@@ -54,12 +55,13 @@ class NCELoss(nn.Module):
         self.normalize = normalize
         self.register_buffer("normalizer", torch.zeros(()))
 
-    def forward(
-        self, features: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, num_samples: int
-    ) -> torch.Tensor:
-        """``features``: ``(B, D)``; ``positive``: the memory entries of the same samples ``(B, D)``;
-        ``negatives``: ``m`` entries drawn uniformly from the memory bank, ``(B, m, D)`` per sample or ``(m, D)``
-        shared; ``num_samples``: ``n``, the size of the memory bank (the training set)."""
+    def forward(self, query: torch.Tensor, keys: Keys) -> torch.Tensor:
+        """``query``: the features ``(B, D)``; ``keys``: a memory bank's answer: each sample's stored entry as
+        ``positive`` ``(B, D)``, ``m`` entries drawn uniformly as ``bank`` (``(B, m, D)`` per sample or ``(m, D)``
+        shared) and ``population``, the bank size ``n``."""
+        keys.require("nce", "positive", "bank", "population")
+        features, positive, negatives, num_samples = query, keys.positive, keys.bank, keys.population
+        assert positive is not None and negatives is not None and num_samples is not None
         check_ndim("features", features, 2, "(B, D)")
         check_same_shape("features", features, "positive", positive)
         batch, dim = features.shape
@@ -71,8 +73,6 @@ class NCELoss(nn.Module):
             raise ValueError(
                 f"negatives must have shape (m, D) or (B, m, D) with B={batch}, D={dim}, got {tuple(negatives.shape)}"
             )
-        if num_samples < 1:
-            raise ValueError(f"num_samples (the memory bank size n) must be >= 1, got {num_samples}")
         if self.normalize:
             features, positive, negatives = (F.normalize(t, dim=-1) for t in (features, positive, negatives))
 

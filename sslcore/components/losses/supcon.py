@@ -4,10 +4,8 @@ Anchors are all views of the local samples; the contrast set is all views of the
 anchor itself, optionally followed by labelled keys from a queue (SupCon with a MoCo-style queue, as in the
 released ImageNet model). Positives are the contrast entries with the anchor's label.
 
-Distributed contract: each rank passes its local ``features, labels`` and the global ``all_features,
-all_labels`` (gathered by the caller with :func:`sslcore.distributed.gather_with_grad` / ``gather``) plus the
-``offset`` of its first sample; the loss is the mean over the local anchors, so the mean over ranks equals one
-process with the global batch.
+Distributed contract: the in-batch key store gathers the global contrast set (with gradient) and its labels;
+the loss is the mean over the local anchors, so the mean over ranks equals one process with the global batch.
 """
 
 from __future__ import annotations
@@ -17,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslcore.components.losses._checks import check_global, check_ndim
+from sslcore.components.losses._checks import check_ndim
+from sslcore.keys import Keys
 
 
 @attrs.frozen(kw_only=True)
@@ -54,66 +53,33 @@ class SupConLoss(nn.Module):
         self.base_temperature = base_temperature
         self.normalize = normalize
 
-    def forward(
-        self,
-        features: torch.Tensor,
-        labels: torch.Tensor,
-        all_features: torch.Tensor | None = None,
-        all_labels: torch.Tensor | None = None,
-        offset: int = 0,
-        queue_features: torch.Tensor | None = None,
-        queue_labels: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``features``: local ``(B, V, D)`` (V views); ``labels``: ``(B,)`` integers; ``all_features,
-        all_labels``: the global batch ``(N*B, V, D)``, ``(N*B,)`` (default: the local one); ``offset``: index
-        of ``features[0]`` in ``all_features``; ``queue_features, queue_labels``: extra keys ``(K, D)``, ``(K,)``."""
-        check_ndim("features", features, 3, "(B, V, D)")
-        batch, views, dim = features.shape
-        if labels.shape != (batch,):
-            raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
-        if (all_features is None) != (all_labels is None):
-            raise ValueError("pass both all_features and all_labels (the gathered batch), or neither")
-        if all_features is None or all_labels is None:
-            all_features, all_labels = features, labels
-        check_ndim("all_features", all_features, 3, "(N*B, V, D)")
-        if all_features.shape[1:] != features.shape[1:]:
+    def forward(self, query: torch.Tensor, keys: Keys) -> torch.Tensor:
+        """``query``: this rank's anchors ``(n, D)`` (every view of its samples); ``keys``: the contrast set as a
+        shared bank ``(K, D)`` with its ``labels`` and the anchors' ``query_labels``, and ``exclude_index``, each
+        anchor's own column (the in-batch keys of the global batch, optionally followed by a queue's)."""
+        keys.require("supcon", "bank", "labels", "query_labels")
+        bank, labels, query_labels = keys.bank, keys.labels, keys.query_labels
+        assert bank is not None and labels is not None and query_labels is not None
+        check_ndim("query", query, 2, "(n, D)")
+        check_ndim("keys.bank", bank, 2, "(K, D)")
+        if query_labels.shape != query.shape[:1] or labels.shape != bank.shape[:1]:
             raise ValueError(
-                f"all_features must have shape (N*B, {views}, {dim}), got {tuple(all_features.shape)}"
+                f"supcon needs one label per query and per key, got {tuple(query_labels.shape)} for "
+                f"{query.shape[0]} queries and {tuple(labels.shape)} for {bank.shape[0]} keys"
             )
-        total = all_features.shape[0]
-        if all_labels.shape != (total,):
-            raise ValueError(f"all_labels must have shape ({total},), got {tuple(all_labels.shape)}")
-        check_global(batch, total, offset, "all_features")
-        if (queue_features is None) != (queue_labels is None):
-            raise ValueError("pass both queue_features and queue_labels, or neither")
-
         if self.normalize:
-            features = F.normalize(features, dim=2)
-            all_features = F.normalize(all_features, dim=2)
-        # Sample-major order: row b * V + v is view v of sample b (anchors and contrast set alike).
-        anchors = features.reshape(batch * views, dim)
-        anchor_labels = labels.repeat_interleave(views)
-        contrast = all_features.reshape(total * views, dim)
-        contrast_labels = all_labels.repeat_interleave(views)
-        if queue_features is not None and queue_labels is not None:
-            check_ndim("queue_features", queue_features, 2, "(K, D)")
-            if queue_features.shape[1] != dim or queue_labels.shape != (queue_features.shape[0],):
-                raise ValueError(
-                    f"queue_features must be (K, {dim}) and queue_labels (K,), got "
-                    f"{tuple(queue_features.shape)} and {tuple(queue_labels.shape)}"
-                )
-            if self.normalize:
-                queue_features = F.normalize(queue_features, dim=1)
-            contrast = torch.cat([contrast, queue_features])
-            contrast_labels = torch.cat([contrast_labels, queue_labels.to(contrast_labels.dtype)])
-
-        logits = anchors @ contrast.t() / self.temperature
-        samples = torch.arange(batch, device=features.device) + offset
-        own = samples.repeat_interleave(views) * views + torch.arange(views, device=features.device).repeat(batch)
-        self_mask = own[:, None] == torch.arange(contrast.shape[0], device=features.device)[None, :]
+            query, bank = F.normalize(query, dim=1), F.normalize(bank, dim=1)
+        logits = query @ bank.t() / self.temperature
+        columns = torch.arange(bank.shape[0], device=query.device)
+        own = keys.exclude_index
+        self_mask = (
+            own.to(query.device)[:, None] == columns[None, :]
+            if own is not None
+            else torch.zeros_like(logits, dtype=torch.bool)
+        )
         logits = logits.masked_fill(self_mask, float("-inf"))
         log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-        positives = (anchor_labels[:, None] == contrast_labels[None, :]) & ~self_mask
+        positives = (query_labels.to(labels.device)[:, None] == labels[None, :]) & ~self_mask
         count = positives.sum(dim=1).clamp(min=1)
         mean_log_prob_pos = log_prob.masked_fill(~positives, 0.0).sum(dim=1) / count
         return -(self.temperature / self.base_temperature) * mean_log_prob_pos.mean()

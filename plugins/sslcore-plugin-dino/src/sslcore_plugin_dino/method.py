@@ -85,9 +85,8 @@ class DINO(Method):
             )
         self.config = config
         self.student = student
-        self.teacher = updater.make_target(student)
+        self.teacher = self.follow(student, updater, when="after_step")  # the engine moves it after each step
         _disable_stochastic_depth(self.teacher)
-        self.updater = updater
         self.loss = loss
         self.register_buffer("center", torch.zeros(1, out_dim))
 
@@ -141,9 +140,6 @@ class DINO(Method):
             cancel_gradients_(self.student.head.last_layer)
         if self.config.clip_grad > 0:
             clip_gradients_per_parameter_(self.student.parameters(), self.config.clip_grad)
-
-    def after_optimizer_step(self, step: StepInfo) -> None:
-        self.updater.update(self.student, self.teacher, step.step)
 
 
 def _disable_stochastic_depth(network: nn.Module) -> None:

@@ -11,7 +11,8 @@ Follows the official zhirongw/lemniscate.pytorch: ``models/resnet.py`` (``fc`` =
 negatives before the update; ``Z`` fixed from the first batch; the bank row of each sample is updated in the
 backward pass, i.e. after the loss and before the optimizer step, with the features the loss used) and
 ``lib/NCECriterion.py``. The memory bank itself is the ``memory_bank`` key store; its update is that of
-``NCEFunction.backward``: ``v <- normalize(m * v + (1 - m) * f)``.
+``NCEFunction.backward``: ``v <- normalize(m * v + (1 - m) * f)``, returned as a key-store write that the engine
+applies after the optimizer step (which does not read the bank, so the bank evolves exactly as the official one).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import nn
 from sslcore.components.key_stores import MemoryBank
 from sslcore.components.losses import NCELoss
 from sslcore.errors import SslcoreError
-from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo
+from sslcore.method import Batch, KeyWrite, Method, MethodOutput, MethodParts, StepInfo
 
 
 @attrs.frozen(kw_only=True)
@@ -33,25 +34,33 @@ class InstDiscConfig:
 
     Fields:
         num_negatives: ``m``, the bank entries drawn per image as noise samples (paper sec. 3.2 and official
-            ``--nce-k``: 4096). They are drawn uniformly with replacement, and may include the image's own entry,
-            as the official ``AliasMethod`` draw over uniform unigrams does.
+            ``--nce-k``: 4096); unset, the key store's ``negatives``. They are drawn uniformly with replacement,
+            and may include the image's own entry, as the official ``AliasMethod`` draw over uniform unigrams does.
     """
 
-    num_negatives: int = attrs.field(default=4096, validator=attrs.validators.gt(0))
+    num_negatives: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
 
 
 class InstDisc(Method):
-    """``v = normalize(embedding(backbone(x)))``; NCE of ``v`` against its own bank entry and ``m`` random ones."""
+    """``v = normalize(embedding(backbone(x)))``; NCE of ``v`` against its own bank entry and ``m`` random ones
+    (``num_negatives``, when given, sets the bank's ``negatives``)."""
 
     def __init__(
-        self, backbone: nn.Module, embedding: nn.Module, memory_bank: MemoryBank, loss: NCELoss, *, num_negatives: int
+        self,
+        backbone: nn.Module,
+        embedding: nn.Module,
+        memory_bank: MemoryBank,
+        loss: NCELoss,
+        *,
+        num_negatives: int | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.embedding = embedding
         self.memory_bank = memory_bank
+        if num_negatives is not None:
+            memory_bank.negatives = num_negatives
         self.loss = loss
-        self.num_negatives = num_negatives
 
     def forward(self, batch: Batch, step: StepInfo) -> MethodOutput:
         if len(batch.views) != 1:
@@ -61,12 +70,11 @@ class InstDisc(Method):
             )
         features = F.normalize(self.embedding(self.backbone(batch.views[0])).float(), dim=1)
         # NCEAverage.forward: positives and negatives are read from the bank before this batch changes it.
-        positive = self.memory_bank.lookup(batch.index)
-        negatives, _ = self.memory_bank.sample(features.shape[0], self.num_negatives)
-        loss = self.loss(features, positive, negatives, self.memory_bank.num_samples)
-        # NCEFunction.backward: v <- normalize(m v + (1 - m) f) with the features of this forward pass.
-        self.memory_bank.update(batch.index, features.detach())
-        return MethodOutput(loss, {"nce_normalizer": self.loss.normalizer.detach()})
+        loss = self.loss(features, self.memory_bank.read(features, index=batch.index))
+        # NCEFunction.backward: v <- normalize(m v + (1 - m) f) with the features of this forward pass. The engine
+        # writes it after the optimizer step, which reads nothing from the bank: the same bank as the official one.
+        write = KeyWrite(self.memory_bank, features.detach(), index=batch.index)
+        return MethodOutput(loss, {"nce_normalizer": self.loss.normalizer.detach()}, [write])
 
 
 def build_instdisc(config: InstDiscConfig, parts: MethodParts) -> InstDisc:
@@ -83,6 +91,6 @@ def build_instdisc(config: InstDiscConfig, parts: MethodParts) -> InstDisc:
     if not isinstance(loss, NCELoss):
         raise SslcoreError(
             f"instdisc scores features with noise-contrastive estimation, got loss {type(loss).__name__}",
-            hint='set [loss] kind = "nce" (called as loss(features, positive, negatives, num_samples))',
+            hint='set [loss] kind = "nce"',
         )
     return InstDisc(backbone, embedding, memory_bank, loss, num_negatives=config.num_negatives)

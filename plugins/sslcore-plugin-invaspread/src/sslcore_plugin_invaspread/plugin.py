@@ -1,17 +1,12 @@
-"""Registers the ``invaspread`` method, its ``invaspread`` loss and the recipes shipped in ``recipes/``."""
+"""Registers the ``invaspread`` method and the recipes shipped in ``recipes/`` (its loss, ``invaspread``, is a
+built-in loss of sslcore)."""
 
 from __future__ import annotations
 
 from importlib.resources import files
 
 from sslcore import hookimpl
-from sslcore_plugin_invaspread.loss import InvaSpreadLossConfig, build_invaspread_loss
 from sslcore_plugin_invaspread.method import InvaSpreadConfig, build_invaspread
-
-
-@hookimpl
-def sslcore_register_losses(registry):
-    registry.add("invaspread", build_invaspread_loss, InvaSpreadLossConfig)
 
 
 @hookimpl

@@ -11,14 +11,15 @@ One training step, in the order of the official ``main_swav.py`` ``train``:
 2. multi-crop forward: backbone per resolution group, projection head over all crops, L2 normalization,
    prototype scores (``src/resnet50.py``);
 3. for each crop in ``crops_for_assign`` (the two global crops), under ``no_grad``: its scores, with the scores
-   of this crop's queue prepended once the queue is full; the queue receives the crop's embeddings; Sinkhorn
-   codes of the batch (the last rows);
+   of this crop's queue prepended once the queue is full; Sinkhorn codes of the batch (the last rows); the queue
+   receives the crop's embeddings (a key-store write the engine applies after the optimizer step: each queue is
+   read only for its own crop's codes, before, so the official in-loop refill gives the same numbers);
 4. loss: for each of those crops, ``-mean(sum(q * log_softmax(scores_v / T)))`` over every OTHER crop ``v``,
    averaged over the ``V - 1`` other crops, then over the assigned crops;
 5. after backward, the prototypes' gradients are dropped during the first ``freeze_prototypes_niters``
    iterations (:meth:`SwAV.before_optimizer_step`), so the optimizer leaves them untouched.
 
-Steps 1-4 happen in :meth:`SwAV.forward`, so ``forward`` is a training step (it moves the queue).
+Steps 1-4 happen in :meth:`SwAV.forward` (which normalizes the prototypes in place).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from torch import nn
 
 from sslcore.components.key_stores import KeyStore
 from sslcore.components.losses import sinkhorn_knopp
+from sslcore.components.multicrop import multicrop_forward
 from sslcore.errors import SslcoreError
-from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo
-from sslcore_plugin_swav.multicrop import multicrop_forward
+from sslcore.method import Batch, KeyWrite, Method, MethodOutput, MethodParts, StepInfo
 
 
 @attrs.frozen(kw_only=True)
@@ -73,9 +74,9 @@ class SwAV(Method):
     swapped prediction with ``loss(codes, scores)`` (``soft_cross_entropy``, T = 0.1).
 
     ``prototypes`` is the ``prototypes`` head (a bias-free Linear with ``normalize_()``). ``queues`` is empty,
-    or holds one per-rank (``sharded``) FIFO per entry of ``crops_for_assign``, with ``keys()``,
-    ``enqueue(keys)``, ``filled`` and ``capacity`` (the ``queue`` key store); SwAV's ``--queue_length`` is the
-    total over ranks, each rank keeping its own embeddings, as the official per-rank ``queue{rank}.pth``.
+    or holds one per-rank (``sharded``) FIFO per entry of ``crops_for_assign``, with ``read``, ``write``,
+    ``filled`` and ``capacity`` (the ``queue`` key store); SwAV's ``--queue_length`` is the total over ranks,
+    each rank keeping its own embeddings, as the official per-rank ``queue{rank}.pth``.
     """
 
     def __init__(
@@ -123,16 +124,16 @@ class SwAV(Method):
         # The queues are read as they were before this step (official: the "full" check precedes the refill).
         use_queues = fill_queues and all(queue.filled == queue.capacity for queue in self.queues)
         loss: torch.Tensor | float = 0.0
+        writes = []
         for i, crop in enumerate(self.config.crops_for_assign):
             rows = slice(crop * b, (crop + 1) * b)
-            with torch.no_grad():
-                codes = self.codes(scores[rows].detach(), self.queues[i] if use_queues else None)
-                if fill_queues:
-                    self.queues[i].enqueue(embedding[rows].detach())
+            codes = self.codes(scores[rows].detach(), self.queues[i] if use_queues else None)
+            if fill_queues:
+                writes.append(KeyWrite(self.queues[i], embedding[rows].detach()))
             others = [self.loss(codes, scores[o * b : (o + 1) * b]) for o in range(crops) if o != crop]
             loss = loss + sum(others) / (crops - 1)
         loss = loss / len(self.config.crops_for_assign)
-        return MethodOutput(loss, {"queue_in_use": float(use_queues)} if len(self.queues) else {})
+        return MethodOutput(loss, {"queue_in_use": float(use_queues)} if len(self.queues) else {}, writes)
 
     @torch.no_grad()
     def codes(self, scores: torch.Tensor, queue: KeyStore | None = None) -> torch.Tensor:
@@ -145,7 +146,8 @@ class SwAV(Method):
         """
         batch = scores.shape[0]
         if queue is not None:
-            scores = torch.cat([self.prototypes(queue.keys()).to(scores.dtype), scores])
+            stored = queue.read(scores.new_zeros(0, queue.dim)).bank  # its embeddings only: no queries of its own
+            scores = torch.cat([self.prototypes(stored).to(scores.dtype), scores])
         return sinkhorn_knopp(scores, self.config.epsilon, self.config.sinkhorn_iterations)[-batch:]
 
     def before_optimizer_step(self, step: StepInfo) -> None:
@@ -183,12 +185,10 @@ class SwAV(Method):
 
 
 def _check_queue(queue: KeyStore) -> None:
-    if getattr(queue, "sharding", None) != "sharded" or not all(
-        callable(getattr(queue, name, None)) for name in ("keys", "enqueue")
-    ) or not all(hasattr(queue, name) for name in ("filled", "capacity")):
+    if getattr(queue, "sharding", None) != "sharded" or not (hasattr(queue, "filled") and hasattr(queue, "capacity")):
         raise SslcoreError(
-            f"SwAV's queue keeps each process's own embeddings (a sharded FIFO with keys(), enqueue(), filled and "
-            f"capacity), got {type(queue).__name__} with sharding {getattr(queue, 'sharding', None)!r}",
+            f"SwAV's queue keeps each process's own embeddings (a sharded FIFO with filled and capacity), got "
+            f"{type(queue).__name__} with sharding {getattr(queue, 'sharding', None)!r}",
             hint='use [key_store] kind = "queue" with sharding = "sharded", or no [key_store] for no queue',
         )
 

@@ -31,7 +31,7 @@ def check_group_size(batch: int, group_size: int | None) -> None:
     """Raise unless ``group_size`` (None: the whole batch) divides the local ``batch``."""
     if group_size is not None and (group_size <= 0 or batch % group_size):
         raise SslcoreError(
-            f"MoCo's bn_group_size = {group_size} does not divide the batch of {batch} samples on this process",
+            f"bn_group_size = {group_size} does not divide the batch of {batch} samples on this process",
             hint="choose a bn_group_size that divides run.batch_size / number of processes",
         )
 

@@ -19,6 +19,7 @@ import attrs
 import torch
 from torch import nn
 
+from sslcore.keys import Keys
 
 
 @attrs.frozen(kw_only=True)
@@ -36,10 +37,10 @@ class InvaSpreadLossConfig:
 class InvaSpreadLoss(nn.Module):
     """The mean over this process's 2B anchors (both views of its B images) against the global batch.
 
-    ``features`` are L2-normalised embeddings, as the official network's last layer (``Normalize(2)``) makes
-    them; they are not normalised again here. Distributed contract: every rank passes its local ``features`` and
-    the gathered ``all_features`` of every rank with its ``offset``; the mean of the ranks' losses equals the
-    loss of one process holding the global batch, and since keys carry no gradient, so do the gradients.
+    Queries and keys are L2-normalised embeddings, as the official network's last layer (``Normalize(2)``) makes
+    them; they are not normalised again here. Distributed contract: the keys are the global batch of every rank;
+    the mean of the ranks' losses equals the loss of one process holding the global batch, and since keys carry
+    no gradient, so do the gradients.
     """
 
     def __init__(self, temperature: float = 0.1) -> None:
@@ -48,34 +49,18 @@ class InvaSpreadLoss(nn.Module):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
 
-    def forward(
-        self, features: torch.Tensor, all_features: torch.Tensor | None = None, offset: int = 0
-    ) -> torch.Tensor:
-        """``features``: ``(B, 2, D)``, both views of this rank's images; ``all_features``: ``(N*B, 2, D)``, the
-        global batch (default: the local one); ``offset``: index of ``features[0]`` in ``all_features``."""
-        if features.ndim != 3 or features.shape[1] != 2:
-            raise ValueError(f"features must have shape (B, 2, D) (two views per image), got {tuple(features.shape)}")
-        batch, _, dim = features.shape
-        keys = features if all_features is None else all_features
-        if keys.ndim != 3 or keys.shape[1:] != features.shape[1:]:
-            raise ValueError(f"all_features must have shape (N*B, 2, {dim}), got {tuple(keys.shape)}")
-        total = keys.shape[0]
-        if offset < 0 or offset + batch > total:
-            raise ValueError(
-                f"offset {offset} with {batch} local images does not fit the {total} images of all_features; "
-                "pass this rank's offset into the gathered batch (rank * local batch size)"
-            )
-
-        # Rows ordered [view 1; view 2], as the official torch.cat((inputs1, inputs2), 0); float32 even under
-        # mixed precision (scores at temperature 0.1 lose too much in half precision).
-        dtype = torch.promote_types(features.dtype, torch.float32)
-        with torch.autocast(features.device.type, enabled=False):
-            anchors = torch.cat([features[:, 0], features[:, 1]]).to(dtype)
-            contrast = torch.cat([keys[:, 0], keys[:, 1]]).detach().to(dtype)  # x.t().data, reordered_x.data
-            logits = (anchors @ contrast.t()) / self.temperature
-        rows = torch.arange(batch, device=features.device) + offset
-        own = torch.cat([rows, rows + total])
-        positive = torch.cat([rows + total, rows])
+    def forward(self, query: torch.Tensor, keys: Keys) -> torch.Tensor:
+        """``query``: the ``2B`` features of this rank (both views of its images); ``keys``: the in-batch keys of
+        the global batch (both views), with each query's positive (its other view) and its own column."""
+        keys.require("invaspread", "bank", "positive_index", "exclude_index")
+        bank, positive, own = keys.bank, keys.positive_index, keys.exclude_index
+        assert bank is not None and positive is not None and own is not None
+        if query.ndim != 2 or bank.ndim != 2 or bank.shape[1] != query.shape[1]:
+            raise ValueError(f"invaspread needs (n, D) queries and (K, D) keys, got {tuple(query.shape)}, {tuple(bank.shape)}")
+        # Float32 even under mixed precision (scores at temperature 0.1 lose too much in half precision).
+        dtype = torch.promote_types(query.dtype, torch.float32)
+        with torch.autocast(query.device.type, enabled=False):
+            logits = (query.to(dtype) @ bank.detach().to(dtype).t()) / self.temperature  # x.t().data
         own_mask = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, own[:, None], True)
         logits = logits.masked_fill(own_mask, float("-inf"))  # all_prob * diag_mat: no self-pair
         log_ratio = logits - torch.logsumexp(logits, dim=1, keepdim=True)  # log(s_ik / D_i)
@@ -83,7 +68,7 @@ class InvaSpreadLoss(nn.Module):
         negative_mask = own_mask.scatter(1, positive[:, None], True)
         # log(1 - s_ik / D_i) over the negatives; masked entries are exp(-inf) = 0 and add log(1) = 0.
         log_spread = torch.log1p(-log_ratio.masked_fill(negative_mask, float("-inf")).exp()).sum(dim=1)
-        return -(log_positive + log_spread).sum() / anchors.shape[0]
+        return -(log_positive + log_spread).sum() / query.shape[0]
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
