@@ -5,10 +5,14 @@ from recipes, a tiny test backbone with a plugin host that offers it, and the en
 from __future__ import annotations
 
 import contextlib
+import importlib
+import inspect
 import os
+import pkgutil
 import socket
 import tempfile
 import types
+from types import ModuleType
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -190,3 +194,20 @@ def copy_state(target: nn.Module, source: nn.Module) -> None:
     with torch.no_grad():
         for mine, theirs in zip(target_state.values(), source_state.values()):
             mine.copy_(theirs)
+
+
+def modules_defined_by(package: ModuleType) -> list[str]:
+    """The ``nn.Module`` subclasses defined anywhere in ``package`` (every submodule imported), as dotted names.
+
+    Empty for a method plugin that is a design of the core's look-up method: it holds no forward of its own.
+    """
+    modules = [package] + [
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}.")
+    ]
+    return sorted(
+        f"{module.__name__}.{name}"
+        for module in modules
+        for name, value in inspect.getmembers(module, inspect.isclass)
+        if issubclass(value, nn.Module) and value.__module__.startswith(package.__name__)
+    )

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import timm.optim
-import torch
 from torch import nn
 
 from sslcore.engine.optim import StepSchedule, build_optimizer

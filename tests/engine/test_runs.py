@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from engine_support import CIFAR, DIGITS, VIT, accelerate_launch, recipe_text, run_sslcore
+from engine_support import CIFAR, VIT, accelerate_launch, recipe_text, run_sslcore
 from safetensors.torch import load_file
 
 RUN_FILES = ("recipe.toml", "metrics.jsonl", "summary.json", "curves.png", "backbone.safetensors")

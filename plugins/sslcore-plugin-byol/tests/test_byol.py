@@ -4,22 +4,18 @@ shipped recipes."""
 from __future__ import annotations
 
 import copy
-import importlib
-import inspect
 import math
-import pkgutil
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from sslcore.engine.optim import build_optimizer
 from sslcore.errors import SslcoreError
 from sslcore.lookup import LookupMethod
 from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
-from sslcore.testing import batch_of, build_method, build_recipe, tiny_host, training_step
+from sslcore.testing import batch_of, build_method, build_recipe, modules_defined_by, tiny_host, training_step
 import sslcore_plugin_byol
 from sslcore_plugin_byol import plugin as byol_plugin
 
@@ -116,18 +112,7 @@ def test_rejects_other_than_two_views():
 def test_plugin_holds_no_forward_of_its_own():
     """The plugin is a config class, a build function and recipes: the method is the core's look-up method."""
     assert type(build_method(document(), host=make_host())) is LookupMethod
-    modules = [sslcore_plugin_byol] + [
-        importlib.import_module(info.name)
-        for info in pkgutil.walk_packages(sslcore_plugin_byol.__path__, prefix="sslcore_plugin_byol.")
-    ]
-    assert "sslcore_plugin_byol.method" in {module.__name__ for module in modules}
-    own = [
-        f"{module.__name__}.{name}"
-        for module in modules
-        for name, value in inspect.getmembers(module, inspect.isclass)
-        if issubclass(value, nn.Module) and value.__module__.startswith("sslcore_plugin_byol")
-    ]
-    assert own == []
+    assert modules_defined_by(sslcore_plugin_byol) == []
 
 
 # --- (b, d) the shipped recipes ---------------------------------------------------------------------------------

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import copy
-import importlib
-import inspect
 import math
-import pkgutil
 from collections import OrderedDict
 from importlib.resources import files
 from pathlib import Path
@@ -34,6 +31,7 @@ from sslcore.testing import (
     batch_of,
     build_method,
     copy_state,
+    modules_defined_by,
     run_distributed,
     single_thread,
     tiny_host,
@@ -217,18 +215,7 @@ def test_queue_key_store_swaps_in():
 def test_plugin_holds_no_forward_of_its_own():
     """The plugin is a config class, a build function and recipes: the method is the core's look-up method."""
     assert type(make_mocov3()) is LookupMethod
-    modules = [sslcore_plugin_mocov3] + [
-        importlib.import_module(info.name)
-        for info in pkgutil.walk_packages(sslcore_plugin_mocov3.__path__, prefix="sslcore_plugin_mocov3.")
-    ]
-    assert "sslcore_plugin_mocov3.method" in {module.__name__ for module in modules}
-    own = [
-        f"{module.__name__}.{name}"
-        for module in modules
-        for name, value in inspect.getmembers(module, inspect.isclass)
-        if issubclass(value, nn.Module) and value.__module__.startswith("sslcore_plugin_mocov3")
-    ]
-    assert own == []
+    assert modules_defined_by(sslcore_plugin_mocov3) == []
 
 
 # -- 2 processes with batch B == 1 process with batch 2B --------------------------------------------------------

@@ -4,15 +4,11 @@ SimCLR v2 evaluation network, input checks, and the shipped recipes."""
 from __future__ import annotations
 
 import copy
-import importlib
-import inspect
 import math
-import pkgutil
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from sslcore import distributed
@@ -21,7 +17,15 @@ from sslcore.lookup import LookupMethod
 from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
-from sslcore.testing import batch_of, build_method, build_recipe, run_distributed, tiny_host, training_step
+from sslcore.testing import (
+    batch_of,
+    build_method,
+    build_recipe,
+    modules_defined_by,
+    run_distributed,
+    tiny_host,
+    training_step,
+)
 import sslcore_plugin_simclr
 from sslcore_plugin_simclr import plugin as simclr_plugin
 
@@ -177,18 +181,7 @@ def test_rejects_other_than_two_views():
 def test_plugin_holds_no_forward_of_its_own():
     """The plugin is a config class, a build function and recipes: the method is the core's look-up method."""
     assert type(build_method(document(), host=make_host())) is LookupMethod
-    modules = [sslcore_plugin_simclr] + [
-        importlib.import_module(info.name)
-        for info in pkgutil.walk_packages(sslcore_plugin_simclr.__path__, prefix="sslcore_plugin_simclr.")
-    ]
-    assert "sslcore_plugin_simclr.method" in {module.__name__ for module in modules}
-    own = [
-        f"{module.__name__}.{name}"
-        for module in modules
-        for name, value in inspect.getmembers(module, inspect.isclass)
-        if issubclass(value, nn.Module) and value.__module__.startswith("sslcore_plugin_simclr")
-    ]
-    assert own == []
+    assert modules_defined_by(sslcore_plugin_simclr) == []
 
 
 # --- (c) 2 processes with batch B each equal 1 process with batch 2B (global in-batch negatives) ----------------

@@ -11,13 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import sslcore_plugin_simsiam
 from sslcore.engine.optim import build_optimizer
 from sslcore.engine.settings import OptimizerSettings
 from sslcore.errors import SslcoreError
 from sslcore.lookup import LookupMethod
 from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
-from sslcore.testing import batch_of, build_method, build_recipe, tiny_host, training_step
+from sslcore.testing import batch_of, build_method, build_recipe, modules_defined_by, tiny_host, training_step
 from sslcore_plugin_simsiam import plugin as simsiam_plugin
 
 
@@ -123,27 +124,10 @@ def test_predictor_keeps_a_fixed_learning_rate():
 
 
 def test_plugin_holds_no_forward_of_its_own():
-    # The method is the core's generic look-up step; the plugin is a registration, a config class and recipes.
-    import importlib
-    import inspect
-    import pkgutil
-
-    import sslcore_plugin_simsiam
-
+    """The plugin is a config class, a build function and recipes: the method is the core's look-up method."""
     method = build_method(document(), host=make_host())
     assert type(method) is LookupMethod
-    modules = [sslcore_plugin_simsiam] + [
-        importlib.import_module(info.name)
-        for info in pkgutil.walk_packages(sslcore_plugin_simsiam.__path__, "sslcore_plugin_simsiam.")
-    ]
-    assert {"sslcore_plugin_simsiam.method", "sslcore_plugin_simsiam.plugin"} <= {m.__name__ for m in modules}
-    classes = {
-        cls
-        for module in modules
-        for _, cls in inspect.getmembers(module, inspect.isclass)
-        if cls.__module__.startswith("sslcore_plugin_simsiam")
-    }
-    assert [cls for cls in classes if issubclass(cls, nn.Module)] == []
+    assert modules_defined_by(sslcore_plugin_simsiam) == []
 
 
 # --- input checks ------------------------------------------------------------------------------------------------

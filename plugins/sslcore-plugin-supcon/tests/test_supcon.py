@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import sslcore_plugin_supcon
 import sslcore_plugin_supcon.plugin as supcon_plugin
 from sslcore import distributed
 from sslcore.components.heads import MLPHead, MLPHeadConfig
@@ -23,7 +24,16 @@ from sslcore.lookup import LookupDesign, LookupMethod
 from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
-from sslcore.testing import TinyConfig, TinyNet, build_method, build_recipe, run_distributed, tiny_host, training_step
+from sslcore.testing import (
+    TinyConfig,
+    TinyNet,
+    build_method,
+    build_recipe,
+    modules_defined_by,
+    run_distributed,
+    tiny_host,
+    training_step,
+)
 
 BATCH = 4  # global, images
 LABELS = torch.tensor([0, 1, 0, 2])  # class 2 has one image: its only positive is its own other view
@@ -221,27 +231,10 @@ def test_another_contrastive_loss_trains_on_the_supcon_pipeline():
 
 
 def test_plugin_holds_no_forward_of_its_own():
-    # The method is the core's generic look-up step; the plugin is a registration, a config class and recipes.
-    import importlib
-    import inspect
-    import pkgutil
-
-    import sslcore_plugin_supcon
-
+    """The plugin is a config class, a build function and recipes: the method is the core's look-up method."""
     assert type(build()) is LookupMethod
     assert type(build(key_store=QUEUE)) is LookupMethod
-    modules = [sslcore_plugin_supcon] + [
-        importlib.import_module(info.name)
-        for info in pkgutil.walk_packages(sslcore_plugin_supcon.__path__, "sslcore_plugin_supcon.")
-    ]
-    assert {"sslcore_plugin_supcon.method", "sslcore_plugin_supcon.plugin"} <= {m.__name__ for m in modules}
-    classes = {
-        cls
-        for module in modules
-        for _, cls in inspect.getmembers(module, inspect.isclass)
-        if cls.__module__.startswith("sslcore_plugin_supcon")
-    }
-    assert [cls for cls in classes if issubclass(cls, nn.Module)] == []
+    assert modules_defined_by(sslcore_plugin_supcon) == []
 
 
 def test_recipes_resolve_and_smoke_builds():
