@@ -9,6 +9,7 @@ from sslcore.components.target_updaters import TargetUpdater  # noqa: E402
 from sslcore.errors import SslcoreError  # noqa: E402
 from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo  # noqa: E402
 from sslcore.engine.step import train_step  # noqa: E402
+from sslcore.export import load_backbone  # noqa: E402
 
 __all__ = [
     "Batch",
@@ -20,5 +21,6 @@ __all__ = [
     "StepInfo",
     "TargetUpdater",
     "hookimpl",
+    "load_backbone",
     "train_step",
 ]

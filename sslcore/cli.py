@@ -1,8 +1,9 @@
-"""The ``sslcore`` command: run, check, list, plugins, recipes, eval, export."""
+"""The ``sslcore`` command: run, check, list, plugins, recipes, embed, eval, export."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 
@@ -14,6 +15,20 @@ from sslcore.console import exit_on_user_error, out
 from sslcore.errors import SslcoreError
 from sslcore.plugins import PluginHost
 from sslcore.registry import BUILTIN_KINDS
+
+
+#: File-system faults that are the user's to fix: no permission, a read-only file system, a full disk or quota.
+_WRITE_FAULTS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+
+
+def _file_error(error: OSError) -> SslcoreError:
+    """A one-line error for a file-system fault no command turned into one itself."""
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return SslcoreError(
+        (error.strerror or str(error)).lower(),
+        where=str(error.filename) if error.filename else None,
+        hint="free space on that disk" if full else "make that place writable or write elsewhere (run.output_dir)",
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,14 +58,25 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("plugins", help="installed plugins with their versions and hooks")
     commands.add_parser("recipes", help="recipes shipped by sslcore and its plugins")
 
+    embed = commands.add_parser("embed", help="write one embedding per image, by a run's backbone, to Parquet")
+    embed.add_argument("run_dir")
+    embed.add_argument("--out", required=True, help="the .parquet file to write")
+    embed.add_argument("--data", action="append", default=[], metavar="PATH|data.key=value",
+                       help="a .parquet file or a folder of images / Parquet files, or an override of [data]")
+    embed.add_argument("--split", default="train", choices=["train", "test"])
+    embed.add_argument("--batch-size", type=int, default=256)
+    embed.add_argument("--limit", type=int, default=None, help="embed only the first N images")
+
     evaluate = commands.add_parser("eval", help="evaluate a run's backbone")
     evaluate.add_argument("protocol", choices=["knn", "linear"])
     evaluate.add_argument("run_dir")
     evaluate.add_argument("overrides", nargs="*", default=[], metavar="eval.key=value")
 
-    export = commands.add_parser("export", help="write a run's backbone as timm-loadable safetensors")
+    export = commands.add_parser("export", help="write a run's backbone as self-describing safetensors")
     export.add_argument("run_dir")
     export.add_argument("output")
+    export.add_argument("--format", choices=["sslcore", "timm"], default="sslcore",
+                        help="timm: check that timm alone rebuilds it (no surgery) and print the timm call")
     return parser
 
 
@@ -76,7 +102,7 @@ def cmd_plugins(host: PluginHost) -> None:
     for info in host.plugins():
         version = f" {info.version}" if info.version else ""
         source = f"{info.distribution}{version}" if info.distribution else "not from a distribution"
-        out.print(Text.assemble((info.name, "bold"), f"  ({source})  ", ", ".join(info.hooks)))
+        out.print(Text.assemble((info.name, "bold"), f"  ({source})  ", ", ".join(info.hooks), (info.note, "yellow")))
 
 
 def cmd_recipes(host: PluginHost) -> None:
@@ -87,7 +113,7 @@ def cmd_recipes(host: PluginHost) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         args = build_parser().parse_args(argv)
-        host = PluginHost()
+        host = PluginHost(allow_clashes=args.command == "plugins")
         if args.command == "run":
             from sslcore.engine.trainer import train_from_recipe
 
@@ -102,16 +128,26 @@ def main(argv: Sequence[str] | None = None) -> None:
             cmd_plugins(host)
         elif args.command == "recipes":
             cmd_recipes(host)
+        elif args.command == "embed":
+            from sslcore.evaluation.embed import embed_run
+
+            embed_run(args.run_dir, args.out, args.data, host, split=args.split, batch_size=args.batch_size,
+                      limit=args.limit)
         elif args.command == "eval":
             from sslcore.evaluation.offline import evaluate_run
 
             evaluate_run(args.run_dir, args.protocol, args.overrides, host=host)
         elif args.command == "export":
-            from sslcore.export import export_run
+            from sslcore.export import export_run, timm_call
 
-            export_run(args.run_dir, args.output)
+            for path in export_run(args.run_dir, args.output, args.format):
+                out.print(Text(timm_call(path) if args.format == "timm" else f"wrote {path}"))
     except SslcoreError as error:
         exit_on_user_error(error)
+    except OSError as error:
+        if error.errno not in _WRITE_FAULTS:
+            raise
+        exit_on_user_error(_file_error(error))
     except KeyboardInterrupt:
         sys.exit(130)
 

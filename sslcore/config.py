@@ -115,6 +115,9 @@ def _first_error(error: BaseException, path: str, cls: Any) -> tuple[str, str]:
         return f"{path}.{key}", f"unknown key '{key}'; {did_you_mean(key, fields)}"
     if isinstance(error, (ClassValidationError, IterableValidationError)):
         with_notes, without_notes = error.group_exceptions()
+        unknown = [sub for sub in without_notes if isinstance(sub, ForbiddenExtraKeysError)]
+        if unknown:  # an unknown key explains a missing one (`batchsize` for `batch_size`): name it first
+            return _first_error(unknown[0], path, cls)
         for sub, note in with_notes:
             name = getattr(note, "name", None)
             index = getattr(note, "index", None)

@@ -19,6 +19,11 @@ def print_error(message: str) -> None:
     err.print(Text.assemble(("error: ", "bold red"), message.replace("\n", " ")))
 
 
+def print_warning(message: str) -> None:
+    """Print a warning as one line on stderr (any process, data workers included)."""
+    err.print(Text.assemble(("warning: ", "bold yellow"), message.replace("\n", " ")))
+
+
 def debug_enabled() -> bool:
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 

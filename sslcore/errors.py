@@ -9,10 +9,16 @@ from collections.abc import Iterable
 class SslcoreError(Exception):
     """A mistake the user can fix (bad recipe, unknown name, broken plugin).
 
-    The message reads ``WHERE: WHAT; HINT`` so that one line tells what is wrong, where, and what to do.
+    The message reads ``WHERE: WHAT; HINT`` so that one line tells what is wrong, where, and what to do. Raised in
+    a DataLoader worker, it reaches the main process as the same line (torch passes the worker's traceback as
+    ``message``).
     """
 
-    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self, what: str = "", *, where: str | None = None, hint: str | None = None, message: str | None = None
+    ) -> None:
+        if message is not None:  # torch re-raises a DataLoader worker's error from its traceback as text
+            what = message.rstrip().rsplit("\n", 1)[-1].partition(": ")[2]  # "sslcore.errors.SslcoreError: LINE"
         self.what = what
         self.where = where
         self.hint = hint

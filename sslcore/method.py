@@ -132,7 +132,7 @@ class Method(nn.Module, abc.ABC):
         return self.backbone
 
     def exported_networks(self) -> dict[str, nn.Module]:
-        """The networks a run exports, by name: the backbone unless a method has several encoders (CMC:
+        """The networks a run exports, by name: the backbone unless a method has several encoders (one per view:
         ``{"l": ..., "ab": ...}``, written as ``backbone_l.safetensors`` and ``backbone_ab.safetensors``)."""
         return {"backbone": self.backbone}
 

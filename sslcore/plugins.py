@@ -2,7 +2,10 @@
 
 Environment:
 - ``SSLCORE_DISABLE_PLUGIN_AUTOLOAD=1`` skips plugins installed through the ``sslcore`` entry-point group.
-- ``SSLCORE_BLOCK_PLUGINS=a,b`` blocks plugins by entry-point (or built-in) name.
+- ``SSLCORE_BLOCK_PLUGINS=a,b`` blocks plugins by entry-point (or built-in) name; ``DIST:NAME`` blocks only the entry
+  point ``NAME`` of distribution ``DIST`` (to keep one of two distributions that use the same plugin name).
+
+Errors in a plugin keep the plugin's own exception as their cause: ``SSLCORE_DEBUG=1`` shows its traceback.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class PluginInfo:
     distribution: str | None
     version: str | None
     hooks: list[str]
+    note: str = ""
 
 
 class PluginHost:
@@ -68,12 +72,17 @@ class PluginHost:
         *,
         autoload: bool | None = None,
         extra_plugins: Iterable[tuple[str, ModuleType | object]] = (),
+        allow_clashes: bool = False,
     ) -> None:
+        """``allow_clashes``: load neither of two distributions using one plugin name instead of raising (for
+        ``sslcore plugins``, which lists them)."""
         self.pm = _StrictPluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
         self._dists: dict[str, importlib.metadata.Distribution] = {}
-        blocked = [name.strip() for name in os.environ.get(BLOCK_ENV, "").split(",") if name.strip()]
-        for name in blocked:
+        self._block = {name.strip() for name in os.environ.get(BLOCK_ENV, "").split(",") if name.strip()}
+        self.blocked: list[PluginInfo] = []  # installed plugins blocked, known from their entry points only
+        self.clashes: dict[str, list[importlib.metadata.Distribution | None]] = {}
+        for name in self._block:
             self.pm.set_blocked(name)
         for name, module_path in BUILTIN_PLUGINS.items():
             if not self.pm.is_blocked(name):  # a blocked built-in is not even imported
@@ -81,14 +90,14 @@ class PluginHost:
         if autoload is None:
             autoload = os.environ.get(AUTOLOAD_ENV, "") in ("", "0")
         if autoload:
-            self._load_entry_points()
+            self._load_entry_points(allow_clashes)
         for name, plugin in extra_plugins:
             self._register(plugin, name)
         self.kinds = self._add_kinds()
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as error:
-            raise self._invalid(error) from None
+            raise self._invalid(error) from error
         self.registries = Registries(self.kinds)
         self.recipes = RecipeRegistry()
         for kind in self.kinds:
@@ -108,7 +117,7 @@ class PluginHost:
         try:
             self.pm.register(plugin, name=name)
         except pluggy.PluginValidationError as error:  # pluggy validates before registering: pass the name
-            raise self._invalid(error, name) from None
+            raise self._invalid(error, name) from error
 
     def _invalid(self, error: pluggy.PluginValidationError, name: str | None = None) -> SslcoreError:
         name = name or self.pm.get_name(error.plugin) or getattr(error.plugin, "__name__", repr(error.plugin))
@@ -126,27 +135,55 @@ class PluginHost:
         dist = self._dists.get(name)
         return f"'{name}' (distribution {_label(dist)})" if dist else f"'{name}'"
 
-    def _load_entry_points(self) -> None:
-        for entry_point in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda ep: ep.name):
-            if self.pm.is_blocked(entry_point.name):
-                continue
-            dist = entry_point.dist
-            if self.pm.has_plugin(entry_point.name):
+    def _load_entry_points(self, allow_clashes: bool) -> None:
+        by_name: dict[str, list[importlib.metadata.EntryPoint]] = {}
+        for entry_point in importlib.metadata.entry_points(group=GROUP):
+            dist = _name(entry_point.dist)
+            if entry_point.name in self._block or f"{dist}:{entry_point.name}" in self._block:
+                self.blocked.append(PluginInfo(entry_point.name, dist, _version(entry_point.dist), [], "blocked"))
+            else:
+                by_name.setdefault(entry_point.name, []).append(entry_point)
+        for name, entry_points in sorted(by_name.items()):
+            if len(entry_points) > 1:
+                self.clashes[name] = [entry_point.dist for entry_point in entry_points]
+                if allow_clashes:
+                    continue
+                keep = " or ".join(f"{BLOCK_ENV}={_name(ep.dist)}:{name}" for ep in entry_points)
                 raise SslcoreError(
-                    f"plugin {self._describe(entry_point.name)} and distribution {_label(dist)} "
-                    f"both use the plugin name '{entry_point.name}'",
-                    hint=f"uninstall one of them, or skip both with {BLOCK_ENV}={entry_point.name}",
+                    f"distributions {' and '.join(_label(ep.dist) for ep in entry_points)} both use the plugin name "
+                    f"'{name}'",
+                    hint=f"uninstall one, or keep one by blocking the other: {keep}",
                 )
-            if dist is not None:
-                self._dists[entry_point.name] = dist
-            try:
-                plugin = entry_point.load()
-            except Exception as error:  # any import failure of third-party code is the plugin's fault
-                raise SslcoreError(
-                    f"plugin {self._describe(entry_point.name)} failed to import: {type(error).__name__}: {error}",
-                    hint=f"fix or uninstall it, or skip it with {BLOCK_ENV}={entry_point.name}",
-                ) from None
-            self._register(plugin, entry_point.name)
+            self._load(entry_points[0])
+
+    def _load(self, entry_point: importlib.metadata.EntryPoint) -> None:
+        dist = entry_point.dist
+        if self.pm.has_plugin(entry_point.name):
+            raise SslcoreError(
+                f"plugin {self._describe(entry_point.name)} and distribution {_label(dist)} "
+                f"both use the plugin name '{entry_point.name}'",
+                hint=f"uninstall the distribution, or skip it with {BLOCK_ENV}={_name(dist)}:{entry_point.name}",
+            )
+        if dist is not None:
+            self._dists[entry_point.name] = dist
+        try:
+            plugin = entry_point.load()
+        except Exception as error:  # any import failure of third-party code is the plugin's fault
+            raise SslcoreError(
+                f"plugin {self._describe(entry_point.name)} failed to import: {type(error).__name__}: {error}",
+                hint=f"fix or uninstall it, or skip it with {BLOCK_ENV}={entry_point.name}",
+            ) from error
+        self._register(plugin, entry_point.name)
+
+    def blocked_hint(self) -> str | None:
+        """For an unknown component: the blocked installed plugins that may provide it (not imported, so which
+        components they provide is unknown), or None."""
+        if not self.blocked:
+            return None
+        names = ", ".join(f"'{info.name}'" + (f" (distribution {info.distribution} {info.version})" if info.distribution
+                                               else "") for info in self.blocked)
+        plugins = "plugin" if len(self.blocked) == 1 else "plugins"
+        return f"{plugins} {names}, which {BLOCK_ENV} blocks, may provide it: unblock to use it"
 
     def provider(self, plugin_name: str) -> Provider:
         dist = self._dists.get(plugin_name)
@@ -171,7 +208,7 @@ class PluginHost:
             try:  # validates the implementations already registered against the new spec
                 self.pm.add_hookspecs(SimpleNamespace(**{kind.hook: kind.spec}))
             except pluggy.PluginValidationError as error:
-                raise self._invalid(error) from None
+                raise self._invalid(error) from error
         return kinds
 
     def _call(self, hook_name: str, target: Any) -> None:
@@ -191,7 +228,7 @@ class PluginHost:
                     f"plugin {self._describe(impl.plugin_name)} failed in {hook_name}: "
                     f"{type(error).__name__}: {error}",
                     hint=f"fix or uninstall it, or skip it with {BLOCK_ENV}={impl.plugin_name}",
-                ) from None
+                ) from error
 
     def hook_names(self) -> list[str]:
         """Every hook with a spec: the core's and those of kinds plugins added."""
@@ -207,7 +244,18 @@ class PluginHost:
             dist = self._dists.get(name)
             distribution = dist.metadata["Name"] if dist else "sslcore" if name.startswith("sslcore.") else None
             infos.append(PluginInfo(name, distribution, provider.version, hooks))
-        return infos
+        for name, dists in self.clashes.items():
+            note = f"not loaded: {len(dists)} distributions use the name '{name}'; keep one with {BLOCK_ENV}=DIST:{name}"
+            infos.extend(PluginInfo(name, _name(dist), _version(dist), [], note) for dist in dists)
+        return sorted([*infos, *self.blocked], key=lambda info: info.name)
+
+
+def _name(dist: importlib.metadata.Distribution | None) -> str | None:
+    return dist.metadata["Name"] if dist is not None else None
+
+
+def _version(dist: importlib.metadata.Distribution | None) -> str | None:
+    return dist.version if dist is not None else None
 
 
 def _label(dist: importlib.metadata.Distribution | None) -> str:

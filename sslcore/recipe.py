@@ -149,6 +149,10 @@ def resolve(recipe: str, host: PluginHost, overrides: Sequence[str] = ()) -> Rec
 def resolve_document(document: dict[str, Any], where: str, host: PluginHost) -> Recipe:
     """Validate an already-read recipe document; ``where`` names its file in errors."""
     kinds = host.kinds
+    method = kinds.by_table("method")
+    if method is not None and isinstance(document.get("method"), dict):
+        # First: an uninstalled method plugin explains the tables, views and components it would have provided.
+        _component(document["method"], method, "method", where, host)
     known = [*SETTINGS_TABLES, *kinds.tables()]
     for table in document:
         if table not in known:
@@ -181,7 +185,26 @@ def resolve_document(document: dict[str, Any], where: str, host: PluginHost) -> 
             )
         for name, named in value.items():
             components[f"{table}.{name}"] = _component(named, kind, f"{table}.{name}", where, host)
+    for table, spec in components.items():
+        check_run = getattr(spec.config, "check_run", None)
+        if check_run is not None:  # a component's rule against the run (a queue holds one global batch)
+            try:
+                check_run(settings["run"])
+            except SslcoreError as error:
+                raise error.located(f"{where} [{table}]") from None
     return Recipe(source=where, components=components, kinds=kinds, **settings)
+
+
+def resolve_tables(document: dict[str, Any], tables: Sequence[str], where: str, host: PluginHost) -> dict[str, ComponentSpec]:
+    """Resolve only some top-level component tables of a recipe document (e.g. a run's data and eval, without its
+    method, so that evaluation needs no method plugin)."""
+    specs: dict[str, ComponentSpec] = {}
+    for table in tables:
+        kind = host.kinds.by_table(table)
+        if kind is None or table not in document:
+            raise SslcoreError(f"missing table [{table}]", where=where, hint=f"add [{table}] with a kind")
+        specs[table] = _component(document[table], kind, table, where, host)
+    return specs
 
 
 def _component(table: Any, kind: Kind, path: str, where: str, host: PluginHost) -> ComponentSpec:
@@ -196,7 +219,9 @@ def _component(table: Any, kind: Kind, path: str, where: str, host: PluginHost) 
         raise SslcoreError(f"'kind' must be a string, got {name!r}", where=f"{where} [{path}.kind]")
     registry = host.registries[kind.name]
     if name not in registry:
-        hint = did_you_mean(name, registry.names())
+        blocked = host.blocked_hint()
+        hint = f"{blocked} (known: {', '.join(registry.names()) or 'none'})" if blocked else did_you_mean(
+            name, registry.names())
         if kind.name == "method":
             hint += "; " + INSTALL_HINT.format(name=name, kind=kind.name)
         raise SslcoreError(f"unknown {kind.name} '{name}'", where=f"{where} [{path}.kind]", hint=hint)

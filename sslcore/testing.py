@@ -128,6 +128,7 @@ class TinyConfig:
     """Options of the ``tiny`` test backbone."""
 
     width: int = 8
+    in_chans: int = 3
     batch_norm: bool = True
     stride: int = 2
     drop_path: float = 0.0
@@ -136,13 +137,13 @@ class TinyConfig:
 class TinyNet(nn.Module):
     """A tiny conv net for tests: conv 3x3 [-> BN] -> ReLU [-> DropPath] -> global average pool.
 
-    Maps (B, 3, H, W) to (B, width). The convolution has a bias only without BatchNorm, which would cancel it.
+    Maps (B, in_chans, H, W) to (B, width). The convolution has a bias only without BatchNorm, which would cancel it.
     """
 
     def __init__(self, config: TinyConfig) -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            nn.Conv2d(3, config.width, 3, stride=config.stride, padding=1, bias=not config.batch_norm)
+            nn.Conv2d(config.in_chans, config.width, 3, stride=config.stride, padding=1, bias=not config.batch_norm)
         ]
         if config.batch_norm:
             layers.append(nn.BatchNorm2d(config.width))

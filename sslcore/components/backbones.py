@@ -30,6 +30,8 @@ class TimmBackboneConfig:
         pretrained: load timm's pretrained weights (downloads them from the hub once); off by default.
         cifar_stem: for 32x32 images, replace the first convolution of a ResNet-style stem by a 3x3 stride-1
             convolution and remove the max-pool (SimCLR sec. B.9 / official ``resnet.py`` ``cifar_stem``).
+        in_chans: input channels, for inputs that are not RGB (a luminance channel, two chrominance channels);
+            timm's default (3) if unset.
         img_size: input resolution for models with a fixed-size position embedding (ViTs); timm's default if unset.
         drop_path_rate: stochastic depth rate (linearly increasing over blocks, as in timm and DINO).
         frozen_patch_embed: MoCo v3 (sec. 4.2): a random patch projection with stop-gradient.
@@ -47,6 +49,7 @@ class TimmBackboneConfig:
     name: str
     pretrained: bool = False
     cifar_stem: bool = False
+    in_chans: int | None = attrs.field(default=None, validator=_optional_positive)
     img_size: int | None = attrs.field(default=None, validator=_optional_positive)
     drop_path_rate: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
     frozen_patch_embed: bool = False
@@ -57,6 +60,24 @@ class TimmBackboneConfig:
     dynamic_img_size: bool = False
     zero_init_last: bool | None = None
 
+    @property
+    def surgery(self) -> list[str]:
+        """Options that change the state dict's shapes, so that timm alone cannot rebuild the network."""
+        return ["cifar_stem"] if self.cifar_stem else []
+
+
+def timm_kwargs(config: TimmBackboneConfig) -> dict[str, Any]:
+    """The options ``config`` passes to ``timm.create_model`` besides ``pretrained``."""
+    kwargs: dict[str, Any] = {"num_classes": 0}
+    for key in ("in_chans", "img_size", "num_heads", "global_pool", "weight_init", "zero_init_last"):
+        if getattr(config, key) is not None:
+            kwargs[key] = getattr(config, key)
+    if config.dynamic_img_size:
+        kwargs["dynamic_img_size"] = True
+    if config.drop_path_rate > 0:
+        kwargs["drop_path_rate"] = config.drop_path_rate
+    return kwargs
+
 
 def build_timm_backbone(config: TimmBackboneConfig) -> nn.Module:
     """A timm model by name, returning pooled features; optional CIFAR stem and MoCo v3 ViT surgery."""
@@ -64,16 +85,9 @@ def build_timm_backbone(config: TimmBackboneConfig) -> nn.Module:
 
     if not timm.is_model(config.name):
         raise SslcoreError(f"unknown timm model '{config.name}'", hint=_close_timm_names(config.name))
-    kwargs: dict[str, Any] = {}
-    for key in ("img_size", "num_heads", "global_pool", "weight_init", "zero_init_last"):
-        if getattr(config, key) is not None:
-            kwargs[key] = getattr(config, key)
-    if config.dynamic_img_size:
-        kwargs["dynamic_img_size"] = True
-    if config.drop_path_rate > 0:
-        kwargs["drop_path_rate"] = config.drop_path_rate
+    kwargs = timm_kwargs(config)
     try:
-        model = timm.create_model(config.name, pretrained=config.pretrained, num_classes=0, **kwargs)
+        model = timm.create_model(config.name, pretrained=config.pretrained, **kwargs)
     except (TypeError, ValueError, AssertionError, RuntimeError) as error:
         raise SslcoreError(
             f"timm could not build '{config.name}' with {kwargs}: {error}",

@@ -2,8 +2,10 @@
 
 Sources load data their own way and then call :func:`standardize`, which checks the configured columns,
 drops the others, casts the image column to ``datasets.Image`` (decoding stays lazy: an image is decoded only
-when a DataLoader worker reads its row), encodes string labels as class ids, keeps the first ``limit`` rows
-and numbers the rows ``index = 0..n-1`` (the position memory banks address).
+when a DataLoader worker reads its row), encodes string labels as class ids, keeps the first ``limit`` rows,
+numbers the rows ``index = 0..n-1`` (the position memory banks address), records where the rows come from and
+what a corrupt one does (:mod:`sslcore.data.rows`) and decodes the first row, so that a column that holds no
+images fails when the data is opened.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import datasets
 import pyarrow as pa
 
+from sslcore.data.rows import CorruptRows, RowOrigin, read_row, set_origin
 from sslcore.errors import SslcoreError
 
 #: The logical splits a source serves: ``train`` (pre-training and the kNN / probe memory) and ``test``.
@@ -29,10 +32,13 @@ def standardize(
     label_column: str | None,
     limit: int | None,
     origin: str,
+    files: tuple[tuple[str, int], ...] = (),
+    corrupt: CorruptRows = "fail",
 ) -> datasets.Dataset:
     """``dataset`` reduced to ``image`` / ``label`` (when ``label_column`` is given) / ``index`` columns.
 
-    ``origin`` names where the data came from (a path or hub id) for error messages.
+    ``origin`` names where the data came from (``train 'data/cifar10'``, a hub id) for error messages; ``files``
+    are the files its rows come from, in row order, with their row counts; ``corrupt`` is ``[data] corrupt``.
     """
     wanted = [image_column] + ([label_column] if label_column is not None else [])
     available = dataset.column_names
@@ -53,7 +59,10 @@ def standardize(
     dataset = _cast_image(dataset, image_column, origin)
     if label_column is not None:
         dataset = _cast_label(dataset, label_column, origin)
-    return dataset.add_column("index", list(range(len(dataset))))
+    dataset = set_origin(dataset.add_column("index", list(range(len(dataset)))), RowOrigin(origin, files, corrupt))
+    if len(dataset):
+        read_row(dataset, 0)
+    return dataset
 
 
 def _cast_image(dataset: datasets.Dataset, column: str, origin: str) -> datasets.Dataset:

@@ -1,9 +1,9 @@
 """Evaluation DataLoaders of views: a source's dataset plus a view transform, run in worker processes.
 
-The transform is attached with ``datasets.Dataset.with_transform``: a worker reads a batch of rows, decodes
-only those images and applies the views, so neither decoding nor augmentation touches the main process.
-Everything attached (``ApplyViews``, the transforms) is a module-level class, so the dataset pickles for
-workers started with ``spawn`` as well as ``fork``.
+:class:`RowViews` reads a row (:func:`sslcore.data.rows.read_row`: a corrupt image fails or is skipped as
+``[data] corrupt`` says) and applies the views, in a worker: neither decoding nor augmentation touches the main
+process. Everything it holds is a module-level class, so it pickles for workers started with ``spawn`` as well as
+``fork``.
 """
 
 from __future__ import annotations
@@ -14,36 +14,35 @@ from typing import Any
 import datasets
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
+from sslcore.data.rows import read_row
 from sslcore.errors import SslcoreError
 
 ViewTransform = Callable[[Image.Image], list[torch.Tensor]]
 
 
-class ApplyViews:
-    """``with_transform`` formatter: a batch of rows -> ``views`` (a list of tensors per row), ``index``, ``label``."""
+class RowViews(Dataset):
+    """``dataset``'s rows as ``{"views": [...], "index": i, "label": y}`` (label when present)."""
 
-    def __init__(self, transform: ViewTransform) -> None:
+    def __init__(self, dataset: datasets.Dataset, transform: ViewTransform) -> None:
+        if "image" not in dataset.column_names:
+            raise SslcoreError(
+                f"dataset has no 'image' column (columns: {', '.join(dataset.column_names)})",
+                hint="build datasets with a registered dataset source",
+            )
+        self.dataset = dataset
         self.transform = transform
 
-    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {"views": [self.transform(image) for image in batch["image"]]}
-        for key in ("index", "label"):
-            if key in batch:
-                out[key] = batch[key]
-        return out
+    def __len__(self) -> int:
+        return len(self.dataset)
 
-
-def with_views(dataset: datasets.Dataset, transform: ViewTransform) -> datasets.Dataset:
-    """``dataset`` whose rows read as ``{"views": [...], "index": i, "label": y}`` (label when present)."""
-    if "image" not in dataset.column_names:
-        raise SslcoreError(
-            f"dataset has no 'image' column (columns: {', '.join(dataset.column_names)})",
-            hint="build datasets with a registered dataset source",
-        )
-    columns = [c for c in ("image", "index", "label") if c in dataset.column_names]
-    return dataset.with_transform(ApplyViews(transform), columns=columns)
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row, _ = read_row(self.dataset, index)
+        item = {"views": self.transform(row["image"]), "index": index}
+        if "label" in row:
+            item["label"] = row["label"]
+        return item
 
 
 def collate_views(batch: list[dict[str, Any]]) -> dict[str, Any]:
@@ -76,7 +75,7 @@ def make_eval_loader(
 ) -> DataLoader:
     """A DataLoader over ``dataset`` in order, keeping every row (no shuffle, no dropped last batch)."""
     return DataLoader(
-        with_views(dataset, transform),
+        RowViews(dataset, transform),
         batch_size=batch_size,
         shuffle=False,
         drop_last=False,

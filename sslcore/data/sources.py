@@ -4,7 +4,9 @@ Each is ``factory(config, split) -> datasets.Dataset`` for ``split`` in ``("trai
 ``image`` (PIL, decoded lazily), ``label`` (int class id; absent for unlabeled data) and ``index`` (0..n-1).
 Files go through HuggingFace ``datasets``, which converts them once into memory-mapped Arrow files in its cache
 (``HF_DATASETS_CACHE``); later runs reuse them, and nothing needs the network when ``HF_DATASETS_OFFLINE=1``.
-Relative paths are relative to the working directory.
+Relative paths are relative to the working directory. A Parquet file that is empty, truncated or not Parquet is
+an error when the data is opened (its footer is read first), and so is a first row whose image does not decode;
+``corrupt`` decides what a corrupt image further on does (:mod:`sslcore.data.rows`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from pathlib import Path
 
 import attrs
 import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
 from attrs import validators as v
 
 from sslcore import hookimpl
 from sslcore.data.columns import check_split, standardize
 from sslcore.data.digits import digits_split
+from sslcore.data.rows import CorruptRows
 from sslcore.errors import SslcoreError
 
 _LIMIT = {"default": None, "validator": v.optional(v.gt(0))}
@@ -31,7 +36,9 @@ class SourceColumns:
     ``image_column``: the column holding encoded images (or paths); ``label_column``: the column holding class
     ids or class names (names become ids in sorted order); ``labels = false`` ignores labels (unlabeled data;
     kNN and linear evaluation then report a clear error); ``train_limit`` / ``test_limit``: keep only the first
-    n rows of that split (CIFAR-10 and most hub sets are shuffled, so a prefix is a fair subset).
+    n rows of that split (CIFAR-10 and most hub sets are shuffled, so a prefix is a fair subset); ``corrupt``: a
+    row whose image does not decode stops the run with an error naming the row and its file (``fail``), or is
+    replaced by the next readable row, with a warning, and counted in ``summary.json`` (``skip``).
     """
 
     image_column: str = "image"
@@ -39,14 +46,19 @@ class SourceColumns:
     labels: bool = True
     train_limit: int | None = attrs.field(**_LIMIT)
     test_limit: int | None = attrs.field(**_LIMIT)
+    corrupt: CorruptRows = "fail"
 
-    def finish(self, dataset: datasets.Dataset, split: str, origin: str) -> datasets.Dataset:
+    def finish(
+        self, dataset: datasets.Dataset, split: str, origin: str, files: tuple[tuple[str, int], ...] = ()
+    ) -> datasets.Dataset:
         return standardize(
             dataset,
             image_column=self.image_column,
             label_column=self.label_column if self.labels else None,
             limit=self.train_limit if split == "train" else self.test_limit,
             origin=origin,
+            files=files,
+            corrupt=self.corrupt,
         )
 
 
@@ -139,12 +151,47 @@ def _parquet_files(path: str) -> list[str]:
     return files
 
 
+def _parquet_rows(file: str, split: str) -> int:
+    """The row count in a Parquet file's footer (read alone: cheap); an empty, truncated or other file is an error."""
+    try:
+        return pq.read_metadata(file).num_rows
+    except (OSError, pa.ArrowException) as error:
+        empty = Path(file).is_file() and Path(file).stat().st_size == 0
+        reason = " ".join(str(error).split()).split(". ")[0]
+        what = "is empty (0 bytes)" if empty else f"is not a complete Parquet file ({reason})"
+        raise SslcoreError(
+            f"{split} file '{file}' {what}", hint=f"replace it with a complete Parquet file, or leave it out of {split}"
+        ) from None
+
+
+def _unreadable(files: list[str]) -> str | None:
+    """The first file whose data pages do not read (a corrupt file with an intact footer)."""
+    for file in files:
+        try:
+            for _ in pq.ParquetFile(file).iter_batches():
+                pass
+        except (OSError, pa.ArrowException):
+            return file
+    return None
+
+
 def build_parquet(config: ParquetSourceConfig, split: str) -> datasets.Dataset:
     """Local Parquet files: a file, a folder of files or a glob per split."""
     check_split(split, "parquet")
     path = _split_path(config.train if split == "train" else config.test, split, "parquet")
-    dataset = datasets.load_dataset("parquet", data_files=_parquet_files(path), split="train")
-    return config.finish(dataset, split, f"parquet '{path}'")
+    counts = tuple((file, rows) for file in _parquet_files(path) if (rows := _parquet_rows(file, split)))
+    if not counts:
+        raise SslcoreError(f"{split} '{path}' holds no rows", hint=f"point {split} at Parquet files with rows")
+    files = [file for file, _ in counts]  # files without rows are left out: the Parquet reader fails on them
+    try:
+        dataset = datasets.load_dataset("parquet", data_files=files, split="train")
+    except datasets.exceptions.DatasetGenerationError as error:
+        bad = _unreadable(files)
+        raise SslcoreError(
+            f"{split} file '{bad or path}' is corrupt: {' '.join(str(error.__cause__ or error).split())}",
+            hint=f"replace it with a complete Parquet file, or leave it out of {split}",
+        ) from None
+    return config.finish(dataset, split, f"{split} '{path}'", counts)
 
 
 def build_hub(config: HubSourceConfig, split: str) -> datasets.Dataset:
@@ -177,7 +224,7 @@ def build_image_folder(config: ImageFolderSourceConfig, split: str) -> datasets.
         dataset = datasets.load_dataset("imagefolder", data_dir=str(Path(path).expanduser()), split="train")
     except (OSError, ValueError) as error:  # no images found, unreadable files
         raise SslcoreError(f"image_folder source: cannot read '{path}': {error}", hint="check the folder") from None
-    return config.finish(dataset, split, f"image folder '{path}'")
+    return config.finish(dataset, split, f"{split} '{path}'")
 
 
 def build_saved(config: SavedSourceConfig, split: str) -> datasets.Dataset:

@@ -1,23 +1,41 @@
-"""Atomic checkpoints through Accelerate's state saving.
+"""Atomic, verified checkpoints through Accelerate's state saving.
 
-A checkpoint is written into ``checkpoints/.partial-step_N`` and renamed to ``checkpoints/step_N`` only once
-every process has finished writing, so a crash mid-write leaves the previous checkpoint as the latest usable one.
+A checkpoint is written into ``checkpoints/.partial-step_N``; once every process has written its part, the main
+process writes ``manifest.json`` (each file's size) last and renames the directory to ``checkpoints/step_N``. A
+crash leaves the previous checkpoint as the latest; a write that fails (a full disk, a read-only directory) removes
+what it wrote. Only finite states are written. On resume, a checkpoint that does not match its manifest or cannot be
+read is reported and skipped for the previous one.
 """
 
 from __future__ import annotations
 
+import errno
+import json
+import pickle
 import re
 import shutil
+import signal
+import sys
+import time
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from torch import nn
 
+from sslcore.console import out
 from sslcore.errors import SslcoreError
 
 _NAME = re.compile(r"^step_(\d+)$")
 PARTIAL_PREFIX = ".partial-"
+MANIFEST = "manifest.json"
+_SHARDS = "sharded_state_rank*.pt"
+#: What a damaged file raises when read, beyond what the manifest finds (not RuntimeError, which torch's zip reader
+#: raises but so does a state-dict mismatch, nor OSError: an unreadable file is not a damaged one).
+_UNREADABLE = (EOFError, pickle.UnpicklingError)
+T = TypeVar("T")
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -25,7 +43,7 @@ def checkpoint_dir(run_dir: Path) -> Path:
 
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints of a run, oldest first."""
+    """Checkpoints of a run (renamed into place, not yet verified), oldest first."""
     root = checkpoint_dir(run_dir)
     if not root.is_dir():
         return []
@@ -38,6 +56,26 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def restart_hint(run_dir: Path) -> str:
+    """How to train again after a divergence: from the newest checkpoint (all are finite), or from scratch."""
+    latest = latest_checkpoint(run_dir)
+    earlier = (f"restart from the newest checkpoint under another name (run.name=NEW run.resume={latest}; older ones "
+               "lie beside it) or " if latest else "")
+    return f"lower the learning rate or set run.grad_clip, then {earlier}start over (run.resume=never)"
+
+
+def raise_once(accelerator: Accelerator, error: SslcoreError) -> NoReturn:
+    """Raise ``error``, which every process meets at this point, on the main process only, so that a run on several
+    processes reports it once. The others exit with code 2 when the launcher stops them, which it does as soon as
+    the main process has reported and ended (or after a minute): ending first, they could cut that report short."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        raise error
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
+    time.sleep(60)
+    raise SystemExit(2)
+
+
 def sharded_modules(method: nn.Module) -> dict[str, nn.Module]:
     """Submodules whose state differs per rank (key stores with ``sharding == "sharded"``)."""
     return {name: module for name, module in method.named_modules() if getattr(module, "sharding", None) == "sharded"}
@@ -47,36 +85,89 @@ def _shard_file(directory: Path, rank: int) -> Path:
     return directory / f"sharded_state_rank{rank}.pt"
 
 
+def _first_found(value: T | None) -> T | None:
+    """The first process's ``value`` that is not None, on every process (None if none is); waits for every process."""
+    return next((found for found in gather_object([value]) if found is not None), None)
+
+
+def _finite(method: nn.Module) -> bool:
+    """Whether every floating tensor of the method's state (weights, targets, key stores) is finite."""
+    tensors = [t for t in method.state_dict().values() if t.is_floating_point()]
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()) if tensors else True
+
+
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: int, method: nn.Module) -> Path:
     """Save the full training state at ``step``; keep the newest ``keep`` checkpoints.
 
     Accelerate saves the model from the main process; state that differs per rank (sharded memory banks and
-    queues) is saved by every rank into its own file beside it.
+    queues) is saved by every rank into its own file beside it. A state that is not finite is not written.
     """
+    flags = accelerator.gather(torch.tensor([float(_finite(method))], device=accelerator.device))
+    if not bool(flags.all()):
+        raise_once(accelerator, SslcoreError(f"the weights became non-finite by step {step}; training stopped "
+                                             "without writing that checkpoint", where=str(run_dir),
+                                             hint=restart_hint(run_dir)))
     root = checkpoint_dir(run_dir)
     final = root / f"step_{step:08d}"
-    partial = root / f"{PARTIAL_PREFIX}step_{step:08d}"
+    partial = root / f"{PARTIAL_PREFIX}{final.name}"
+    failure: OSError | None = None
     if accelerator.is_main_process:
-        root.mkdir(parents=True, exist_ok=True)
-        if partial.exists():
-            shutil.rmtree(partial)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(partial, ignore_errors=True)
+        except OSError as error:
+            failure = error
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial), safe_serialization=False)
-    shards = sharded_modules(method)
-    if shards:
-        torch.save({name: module.state_dict() for name, module in shards.items()},
-                   _shard_file(partial, accelerator.process_index))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if final.exists():
-            shutil.rmtree(final)
-        partial.rename(final)
-        for _, old in list_checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(old)
-        for stale in root.glob(f"{PARTIAL_PREFIX}*"):
-            shutil.rmtree(stale, ignore_errors=True)
-    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(partial), safe_serialization=False)
+        shards = sharded_modules(method)
+        if shards:
+            torch.save({name: module.state_dict() for name, module in shards.items()},
+                       _shard_file(partial, accelerator.process_index))
+    except OSError as error:
+        failure = failure or error
+    failure = _first_found(failure)  # every process has written its part
+    if failure is None and accelerator.is_main_process:
+        try:
+            files = {str(p.relative_to(partial)): p.stat().st_size for p in sorted(partial.rglob("*")) if p.is_file()}
+            (partial / MANIFEST).write_text(json.dumps({"files": files}))
+            if final.exists():
+                shutil.rmtree(final)
+            partial.rename(final)
+            for _, old in list_checkpoints(run_dir)[:-keep]:
+                shutil.rmtree(old)
+            for stale in root.glob(f"{PARTIAL_PREFIX}*"):
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError as error:
+            failure = error
+    failure = _first_found(failure)
+    if failure is not None:
+        if accelerator.is_main_process:
+            shutil.rmtree(partial, ignore_errors=True)
+        latest = latest_checkpoint(run_dir)
+        fix = "free space on its disk" if failure.errno in (errno.ENOSPC, errno.EDQUOT) else f"make {root} writable"
+        raise_once(accelerator, SslcoreError(
+            f"could not write checkpoint {final.name} ({failure.strerror or failure}); removed what was written of it",
+            where=str(failure.filename or root),
+            hint=f"{fix}, then run the same command again to resume from {latest.name if latest else 'the start'}",
+        ))
     return final
+
+
+def _incomplete(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` is incomplete (no readable manifest, a file missing or of another size than the manifest
+    records), or None when it is complete."""
+    try:
+        files: dict[str, int] = json.loads((checkpoint / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"its {MANIFEST} is missing or unreadable"
+    for name, size in files.items():
+        path = checkpoint / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes, not {size}"
+    return None
 
 
 def load_checkpoint(accelerator: Accelerator, checkpoint: Path, method: nn.Module) -> None:
@@ -90,18 +181,27 @@ def load_checkpoint(accelerator: Accelerator, checkpoint: Path, method: nn.Modul
         for module in shards.values():
             module.defer_foreign_shard = False
     if shards:
-        path = _shard_file(checkpoint, accelerator.process_index)
-        if not path.is_file():
-            raise SslcoreError(
-                f"checkpoint {checkpoint} has no sharded state for process {accelerator.process_index}",
-                hint="resume with the number of processes that wrote it",
-            )
-        for name, state in torch.load(path, map_location="cpu", weights_only=True).items():
-            shards[name].load_state_dict(state)
+        state = torch.load(_shard_file(checkpoint, accelerator.process_index), map_location="cpu", weights_only=True)
+        for name, part in state.items():
+            shards[name].load_state_dict(part)
+
+
+def _check_world(accelerator: Accelerator, checkpoint: Path, method: nn.Module) -> None:
+    """Raise (once) if ``checkpoint`` holds sharded key stores of another number of processes than this run's."""
+    saved = len(list(checkpoint.glob(_SHARDS)))
+    if sharded_modules(method) and saved != accelerator.num_processes:
+        processes = f"{saved} process{'es' if saved > 1 else ''}"
+        raise_once(accelerator, SslcoreError(
+            f"checkpoint {checkpoint.name} holds the sharded key stores of {processes}, but this run has "
+            f"{accelerator.num_processes}",
+            where=str(checkpoint.parent),
+            hint=f"resume on {processes} (accelerate launch --num_processes {saved}), or start over with "
+                 "run.resume=never",
+        ))
 
 
 def resolve_resume(run_dir: Path, resume: str) -> Path | None:
-    """The checkpoint to resume from: ``auto`` (latest in the run directory, or none), ``never``, or a path."""
+    """The checkpoint ``resume`` names: ``auto`` (latest in the run directory, or none), ``never``, or a path."""
     if resume == "never":
         return None
     if resume == "auto":
@@ -114,3 +214,39 @@ def resolve_resume(run_dir: Path, resume: str) -> Path | None:
         )
     return path
 
+
+def restore(accelerator: Accelerator, run_dir: Path, resume: str, method: nn.Module) -> Path | None:
+    """Load the checkpoint ``resume`` names (see :func:`resolve_resume`) and return it, or None to start afresh.
+
+    With ``auto``, an incomplete or unreadable checkpoint is reported and the previous one tried; every process
+    loads the same checkpoint.
+    """
+    chosen = resolve_resume(run_dir, resume)
+    if chosen is None:
+        return None
+    candidates = [chosen] if resume != "auto" else [path for _, path in reversed(list_checkpoints(run_dir))]
+    for candidate in candidates:
+        problem = _incomplete(candidate)
+        if problem is None:
+            _check_world(accelerator, candidate, method)
+            try:
+                load_checkpoint(accelerator, candidate, method)
+            except _UNREADABLE as error:
+                reason = str(error).strip().partition("\n")[0]
+                problem = f"it cannot be read ({type(error).__name__}: {reason})"
+            problem = _first_found(problem)
+        if problem is None:
+            return candidate
+        if resume != "auto":
+            raise_once(accelerator, SslcoreError(
+                f"checkpoint {candidate} is incomplete or damaged: {problem}", where=str(run_dir),
+                hint=f"resume from another checkpoint (run.resume=PATH, or run.resume=auto for the newest complete one "
+                     f"in {checkpoint_dir(run_dir)}), or start over with run.resume=never",
+            ))
+        if accelerator.is_main_process:
+            out.print(f"skipping checkpoint {candidate}: {problem}; trying the previous one")
+    remove = candidates[0] if len(candidates) == 1 else checkpoint_dir(run_dir)
+    raise_once(accelerator, SslcoreError(
+        f"no usable checkpoint: {', '.join(p.name for p in candidates)} incomplete or unreadable", where=str(run_dir),
+        hint=f"remove {remove} to train from the start (or set run.resume=never)",
+    ))

@@ -1,7 +1,9 @@
 """Training data for the engine: an epoch-aware sampler and per-sample seeded view generation.
 
 Each sample's augmentation is seeded by (run seed, epoch, index), so the views of a sample do not depend on the
-number of processes or workers, nor on whether the run was interrupted and resumed.
+number of processes or workers, nor on whether the run was interrupted and resumed. A sample whose image is corrupt
+fails or, with ``[data] corrupt = "skip"``, takes the next readable row's image and label (the same on every process
+and resume); each batch counts such samples in ``skipped``, which the engine sums into ``summary.json``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Sampler
+
+from sslcore.data.rows import read_row
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
@@ -59,7 +63,8 @@ def seeded_rng(seed: int) -> Iterator[None]:
 
 
 class TrainingViews(Dataset):
-    """Turns dataset rows into ``{"views", "index", "label"}`` with the view transform, seeded per sample."""
+    """Turns dataset rows into ``{"views", "index", "label", "skipped"}`` with the view transform, seeded per sample
+    (``skipped``: 1 when a corrupt row was replaced by the next readable one)."""
 
     def __init__(self, dataset: Any, transform: Callable[[Any], list[torch.Tensor]], seed: int) -> None:
         self.dataset = dataset
@@ -72,20 +77,22 @@ class TrainingViews(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         epoch, index = key
-        row = self.dataset[index]
+        row, source = read_row(self.dataset, index)
         with seeded_rng(sample_seed(self.seed, epoch, index)):
             views = self.transform(row["image"])
-        item = {"views": views, "index": index}
+        item = {"views": views, "index": index, "skipped": int(source != index)}
         if self.has_labels:
             item["label"] = row["label"]
         return item
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack views position-wise (views of different sizes stay separate tensors), indices and labels."""
+    """Stack views position-wise (views of different sizes stay separate tensors), indices and labels; sum the
+    samples that stand in for corrupt rows."""
     batch = {
         "views": [torch.stack(group) for group in zip(*(item["views"] for item in items))],
         "index": torch.tensor([item["index"] for item in items], dtype=torch.long),
+        "skipped": torch.tensor(sum(item["skipped"] for item in items), dtype=torch.long),
     }
     if "label" in items[0]:
         batch["label"] = torch.tensor([item["label"] for item in items], dtype=torch.long)

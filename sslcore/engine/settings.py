@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 from attrs import validators as v
+
+
+def _directory_name(_instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    """One path component: the run directory is ``output_dir/name``, never ``output_dir`` itself or elsewhere."""
+    if not value.strip() or value in (".", "..") or "/" in value or "\\" in value:
+        raise ValueError(f"'{attribute.name}' must be one directory name (not empty, '.', '..' or a path), "
+                         f"got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -14,11 +21,12 @@ class RunSettings:
 
     ``batch_size`` is the GLOBAL batch, as papers state it; each of N processes gets batch_size / N.
     ``epochs`` sets the length in passes over the training set; ``steps`` caps it in optimizer steps
-    (give either or both). ``resume`` is ``auto`` (latest checkpoint in the run directory, if any),
-    ``never``, or a checkpoint path.
+    (give either or both). ``name`` is one directory name: the run directory is ``output_dir/name``.
+    ``resume`` is ``auto`` (latest checkpoint in the run directory, if any), ``never`` (start over), or a
+    checkpoint path.
     """
 
-    name: str = "run"
+    name: str = attrs.field(default="run", validator=_directory_name)
     output_dir: str = "runs"
     seed: int = 0
     deterministic: bool = False

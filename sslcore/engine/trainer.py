@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader
 
 from sslcore.console import out
-from sslcore.engine import checkpoint
+from sslcore.engine import checkpoint, run_dir
 from sslcore.engine.data import EpochSampler, TrainingViews, collate
 from sslcore.engine.optim import StepSchedule, build_optimizer
 from sslcore.engine.run_log import MetricsLog, plot_curves, write_summary
@@ -25,7 +25,7 @@ from sslcore.engine.step import step_seed, train_step
 from sslcore.errors import SslcoreError
 from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo
 from sslcore.plugins import PluginHost
-from sslcore.recipe import Recipe, resolve, write_resolved
+from sslcore.recipe import Recipe, resolve
 
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "test"
@@ -33,20 +33,24 @@ EVAL_SPLIT = "test"
 
 class TrainingState:
     """The loop's own counters, saved with every checkpoint: the step, and the loss window open at that step (each
-    process's loss sum since the last record, and the number of steps), so a resumed run logs the same means."""
+    process's loss sum since the last record, and the number of steps), so a resumed run logs the same means; and
+    the samples of corrupt rows every process skipped (``[data] corrupt = "skip"``) up to that step."""
 
     def __init__(self) -> None:
         self.step = 0
         self.loss_sums: list[float] = []
         self.loss_steps = 0
+        self.corrupt_rows = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "loss_sums": self.loss_sums, "loss_steps": self.loss_steps}
+        return {"step": self.step, "loss_sums": self.loss_sums, "loss_steps": self.loss_steps,
+                "corrupt_rows": self.corrupt_rows}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
         self.loss_sums = [float(total) for total in state.get("loss_sums", [])]
         self.loss_steps = int(state.get("loss_steps", 0))
+        self.corrupt_rows = int(state.get("corrupt_rows", 0))
 
 
 class LossWindow:
@@ -115,6 +119,7 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, host: PluginHost, accelerator: Accelerator | None = None) -> None:
         self.recipe = recipe
+        self.host = host
         run = recipe.run
         self.run_dir = Path(run.output_dir) / run.name
         self.accelerator = accelerator or Accelerator(
@@ -126,11 +131,11 @@ class Trainer:
         set_seed(run.seed, deterministic=run.deterministic)
         world = self.accelerator.num_processes
         if run.batch_size % world:
-            raise SslcoreError(
+            checkpoint.raise_once(self.accelerator, SslcoreError(
                 f"run.batch_size = {run.batch_size} does not divide over {world} processes",
                 where=recipe.source,
                 hint=f"use a multiple of {world}",
-            )
+            ))
         self.local_batch = run.batch_size // world
         data = recipe.require("data", needed_by="training")
         self.train_data = data.build(split=TRAIN_SPLIT)
@@ -197,14 +202,17 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
+        """Train to the end, holding the run directory (:mod:`sslcore.engine.run_dir`: its lock, and the checks
+        that nothing it holds is lost)."""
+        with run_dir.claim(self.accelerator, self.recipe, self.run_dir, self.host):
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         acc = self.accelerator
         run = self.recipe.run
-        if acc.is_main_process:
-            write_resolved(self.recipe, self.run_dir)
-        resume_from = checkpoint.resolve_resume(self.run_dir, run.resume)
+        resume_from = checkpoint.restore(acc, self.run_dir, run.resume, self.method)
         initial: dict[str, float] = {}
         if resume_from is not None:
-            checkpoint.load_checkpoint(acc, resume_from, self.method)
             if acc.is_main_process:
                 self.metrics.truncate_after(self.state.step)
                 initial = _initial_evaluation(self.metrics.read())
@@ -227,6 +235,7 @@ class Trainer:
         last_loss = float("nan")
         window = LossWindow(acc.device)
         window.restore(self.state.loss_sums, self.state.loss_steps, acc.process_index, acc.num_processes)
+        skipped = torch.zeros((), dtype=torch.long, device=acc.device)  # this process's, since the last checkpoint
         with StopRequest() as stop, _progress(acc.is_main_process and run.progress) as progress:
             task = progress.add_task("train", total=self.total_steps, completed=self.state.step, info="")
             while self.state.step < self.total_steps:
@@ -237,6 +246,7 @@ class Trainer:
                 for raw in batches:
                     output = self._step(raw, StepInfo(self.state.step, self.total_steps, self.steps_per_epoch))
                     window.add(output.loss)
+                    skipped += raw["skipped"]
                     self.state.step += 1
                     images += run.batch_size
                     window_images += run.batch_size
@@ -260,11 +270,12 @@ class Trainer:
                             if acc.is_main_process:
                                 self.metrics.write(entry)
                             acc.log(entry, step=step)
-                            progress.update(task, info=f"epoch {epoch} loss {last_loss:.4f} "
-                                                       f"lr {entry['lr']:.3g} {rate:.0f} img/s")
+                            progress.update(task, completed=step, info=f"epoch {epoch} loss {last_loss:.4f} "
+                                                                       f"lr {entry['lr']:.3g} {rate:.0f} img/s")
                         if save or stopped:
                             self.state.loss_sums = sums if window.steps else []  # the open window
                             self.state.loss_steps = window.steps
+                            self._count_skipped(skipped)
                             checkpoint.save_checkpoint(acc, self.run_dir, step, run.keep_checkpoints, self.method)
                         if stopped:
                             raise Interrupted(stop.signal or signal.SIGTERM, step)
@@ -273,6 +284,7 @@ class Trainer:
                         break
         wall = time.perf_counter() - started
         self.state.loss_sums, self.state.loss_steps = [], 0
+        self._count_skipped(skipped)
         checkpoint.save_checkpoint(acc, self.run_dir, self.state.step, run.keep_checkpoints, self.method)
         final = self.evaluate()
         summary = self._finish(final, initial, last_loss, images, wall)
@@ -288,17 +300,23 @@ class Trainer:
         return train_step(self.method, self.optimizer, batch, info, model=self.model, accelerator=self.accelerator,
                           grad_clip=self.recipe.run.grad_clip)
 
+    def _count_skipped(self, skipped: torch.Tensor) -> None:
+        """Add the samples of corrupt rows every process skipped since the last call to the run's count (a
+        collective: at the same steps on every process)."""
+        self.state.corrupt_rows += int(self.accelerator.reduce(skipped, "sum"))
+        skipped.zero_()
+
     def _check(self, window: LossWindow, stop: bool) -> tuple[list[float], bool]:
         """Each process's loss sum over the window and whether any process was asked to stop; raises if a loss of
         the window was not finite."""
         sums, bad, stopped = window.gather(self.accelerator, stop)
         if bad is not None:
-            raise SslcoreError(
+            checkpoint.raise_once(self.accelerator, SslcoreError(
                 f"the loss became non-finite ({sum(sums)}) at step {self.state.step - window.steps + bad}; "
                 "training stopped",
                 where=str(self.run_dir),
-                hint="lower the learning rate or set run.grad_clip; the last checkpoint is kept",
-            )
+                hint=checkpoint.restart_hint(self.run_dir),
+            ))
         return sums, stopped
 
     def _finish(self, final: dict[str, float], initial: dict[str, float], last_loss: float, images: int,
@@ -311,6 +329,7 @@ class Trainer:
             "wall_seconds": wall,
             "processes": self.accelerator.num_processes,
             "global_batch": self.recipe.run.batch_size,
+            "corrupt_rows_skipped": self.state.corrupt_rows,
             **final,
             **initial,
         }
@@ -321,7 +340,7 @@ class Trainer:
                 self.metrics.write({"step": self.state.step, **final})
             write_summary(self.run_dir / "summary.json", summary)
             plot_curves(self.metrics.read(), self.run_dir / "curves.png")
-            save_networks(self.method.exported_networks(), self.run_dir)
+            save_networks(self.method.exported_networks(), self.run_dir, self.recipe)
             if final:
                 out.print("after training: " + _format(final) + (f"  (before: {_format(initial)})" if initial else ""))
             out.print(f"run directory: {self.run_dir}")
@@ -341,7 +360,20 @@ def _format(results: dict[str, float]) -> str:
     return ", ".join(f"{k.removesuffix('_init')} {v:.2f}%" if "top" in k else f"{k} {v:.4g}" for k, v in results.items())
 
 
+class _LineProgress(Progress):
+    """Without a terminal (a pipe, a log file): one plain line per log step instead of the bar."""
+
+    def update(self, task_id: TaskID, **changes: Any) -> None:
+        super().update(task_id, **changes)
+        if "info" in changes:
+            task = self.tasks[task_id]
+            out.print(f"step {task.completed:.0f}/{task.total:.0f} {changes['info']}", markup=False)
+
+
 def _progress(enabled: bool) -> Progress:
+    """The rich bar on a terminal, a line per log step elsewhere; nothing when not ``enabled``."""
+    if enabled and not out.is_terminal:
+        return _LineProgress(disable=True, console=out)
     return Progress(
         TextColumn("step {task.completed}/{task.total}"),
         BarColumn(),

@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sslcore.data.loaders import ViewTransform, make_eval_loader
+from sslcore.data.rows import origin_of, set_origin
 from sslcore.errors import SslcoreError
 
 
@@ -90,7 +91,10 @@ def check_labels(labels: torch.Tensor, num_classes: int, role: str) -> None:
 
 
 def first_rows(dataset: datasets.Dataset, limit: int | None) -> datasets.Dataset:
-    return dataset if limit is None or limit >= len(dataset) else dataset.select(range(limit))
+    """The first ``limit`` rows, which keep the rows' origin (for corrupt rows)."""
+    if limit is None or limit >= len(dataset):
+        return dataset
+    return set_origin(dataset.select(range(limit)), origin_of(dataset))
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks: Sequence[int]) -> dict[int, float]:

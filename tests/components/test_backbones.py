@@ -96,6 +96,12 @@ def test_cifar_stem_follows_timm_first_conv_of_a_deep_stem():
     assert model.forward_features(torch.randn(2, 3, 32, 32)).shape[-2:] == (4, 4)
 
 
+def test_in_chans_reaches_timm_and_the_cifar_stem_keeps_it():
+    model = build_timm_backbone(TimmBackboneConfig(name="resnet10t", in_chans=2, cifar_stem=True))
+    assert model.conv1[0].in_channels == 2
+    assert model(torch.randn(2, 2, 16, 16)).shape == (2, model.num_features)
+
+
 def test_cifar_stem_refused_for_a_model_without_resnet_stem():
     with pytest.raises(SslcoreError, match="cifar_stem needs a ResNet-style stem"):
         vit(cifar_stem=True)  # has timm first_conv (patch_embed.proj) but no max-pool

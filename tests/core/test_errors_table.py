@@ -7,6 +7,7 @@ The built-in components are blocked, so the "known: ..." lists name only the toy
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -16,7 +17,9 @@ import attrs
 import pytest
 
 from sslcore import hookimpl, hookspecs
+from sslcore.engine.settings import RunSettings
 from sslcore.errors import SslcoreError
+from sslcore.plugins import BUILTIN_PLUGINS, PluginHost
 from sslcore.recipe import SETTINGS_TABLES
 from sslcore.registry import BUILTIN_KINDS
 
@@ -24,6 +27,7 @@ KINDS = ", ".join(sorted(kind.name for kind in BUILTIN_KINDS))
 HOOKS = ", ".join(sorted(name for name in dir(hookspecs) if name.startswith("sslcore_")))
 TABLES = ", ".join(sorted([*SETTINGS_TABLES, *(table for kind in BUILTIN_KINDS for table in kind.tables)]))
 TOY_FIELDS = "depth, dims, dropout, name, norm, out_dim, pretrained, stem, width"
+RUN_FIELDS = ", ".join(sorted(field.name for field in attrs.fields(RunSettings)))
 BLOCK_HINT = "fix or uninstall it, or skip it with SSLCORE_BLOCK_PLUGINS"
 BASE = """\
 [run]
@@ -217,6 +221,12 @@ CASES = [
         recipe=edit("batch_size = 8\n", ""),
     ),
     Case(
+        "unknown key close to a missing required key",
+        CHECK,
+        f"{{recipe}} [run.batchsize]: unknown key 'batchsize'; did you mean 'batch_size'? (known: {RUN_FIELDS})",
+        recipe=edit("batch_size = 8", "batchsize = 8"),
+    ),
+    Case(
         "engine cross-field rule",
         CHECK,
         "{recipe} [run]: give epochs or steps (or both: steps caps the run)",
@@ -387,7 +397,7 @@ CASES = [
         "unknown command",
         ("chek",),
         "sslcore: argument command: invalid choice: 'chek' (choose from 'run', 'check', 'list', 'plugins', "
-        "'recipes', 'eval', 'export'); see `sslcore --help`",
+        "'recipes', 'embed', 'eval', 'export'); see `sslcore --help`",
     ),
     Case(
         "missing argument",
@@ -410,6 +420,38 @@ def test_one_line_message_and_exit_code_2(case: Case, cli, write_recipe, toy_plu
 
 def test_at_least_fifteen_cases() -> None:
     assert len(CASES) >= 15 and len({case.id for case in CASES}) == len(CASES)
+
+
+# --- with the built-in components: a component's rule against [run], data files -------------------------------
+
+QUEUE_HINT = ("set size to at least 8 (twice that for a method that enqueues two views per step, e.g. symmetric MoCo), "
+              "or lower [run] batch_size")
+
+
+@pytest.mark.parametrize("table", ["key_store", "key_stores.negatives"])
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_a_queue_smaller_than_the_global_batch_is_rejected_with_the_recipe(command, table, cli, write_recipe,
+                                                                            toy_plugin, tmp_path) -> None:
+    recipe = write_recipe(BASE + f'\n[{table}]\nkind = "queue"\nsize = 4\n')
+    result = cli([command, recipe, f"run.output_dir={tmp_path / 'runs'}"], plugins=[("toy", toy_plugin)])
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (
+        f"error: {recipe} [{table}]: size = 4 cannot hold one global batch of keys ([run] batch_size = 8), which "
+        f"every step enqueues; {QUEUE_HINT}\n"
+    )
+    assert not (tmp_path / "runs").exists()  # rejected before anything is built or written
+
+
+def test_a_broken_data_file_stops_a_run_with_one_line(cli, write_recipe, toy_plugin, tmp_path) -> None:
+    empty = tmp_path / "train.parquet"
+    empty.write_bytes(b"")
+    recipe = write_recipe(edit('[data]\nkind = "toy"', f'[data]\nkind = "parquet"\ntrain = "{empty}"'))
+    result = cli(["run", recipe, f"run.output_dir={tmp_path / 'runs'}"], plugins=[("toy", toy_plugin)])
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (
+        f"error: {recipe} [data]: train file '{empty}' is empty (0 bytes); replace it with a complete Parquet file, "
+        "or leave it out of train\n"
+    )
 
 
 # --- plugins installed as distributions: errors name the distribution ------------------------------------------
@@ -461,9 +503,48 @@ def test_two_distributions_with_one_plugin_name(fake_site, cli, no_builtins) -> 
     result = cli(["list"])
     assert result.code == 2
     assert result.err == (
-        "error: plugin 'same' (distribution fake-one 1.0) and distribution fake-two 2.0 both use the plugin name "
-        "'same'; uninstall one of them, or skip both with SSLCORE_BLOCK_PLUGINS=same\n"
+        "error: distributions fake-one 1.0 and fake-two 2.0 both use the plugin name 'same'; uninstall one, or keep "
+        "one by blocking the other: SSLCORE_BLOCK_PLUGINS=fake-one:same or SSLCORE_BLOCK_PLUGINS=fake-two:same\n"
     )
+    listing = cli(["plugins"])  # still works, and lists both
+    assert listing.code == 0, listing.err
+    note = "not loaded: 2 distributions use the name 'same'; keep one with SSLCORE_BLOCK_PLUGINS=DIST:same"
+    assert f"same  (fake-one 1.0)  {note}" in listing.out and f"same  (fake-two 2.0)  {note}" in listing.out
+
+
+def test_blocking_one_distribution_of_a_clash_keeps_the_other(fake_site, cli, no_builtins, monkeypatch) -> None:
+    fake_site.install("fake-one", "1.0", {"same": "fake_one"}, {"fake_one": ""})
+    fake_site.install("fake-two", "2.0", {"same": "fake_two"}, {"fake_two": ""})
+    monkeypatch.setenv("SSLCORE_BLOCK_PLUGINS", ",".join([*BUILTIN_PLUGINS, "fake-two:same"]))
+    result = cli(["plugins"])
+    assert result.code == 0, result.err
+    assert "same  (fake-one 1.0)  \n" in result.out and "same  (fake-two 2.0)  blocked" in result.out
+
+
+def test_a_blocked_plugins_component_is_reported_as_blocked(fake_site, cli, write_recipe, toy_plugin,
+                                                             no_builtins, monkeypatch) -> None:
+    fake_site.install("sslcore-plugin-swav", "0.3", {"swav": "fake_swav"}, {"fake_swav": BROKEN})
+    monkeypatch.setenv("SSLCORE_BLOCK_PLUGINS", "swav," + ",".join(BUILTIN_PLUGINS))
+    recipe = write_recipe(edit('[method]\nkind = "toy"', '[method]\nkind = "swav"'))
+    monkeypatch.setattr("sslcore.cli.PluginHost", functools.partial(PluginHost, extra_plugins=[("toy", toy_plugin)]))
+    result = cli(["check", recipe])
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (
+        f"error: {recipe} [method.kind]: unknown method 'swav'; plugin 'swav' (distribution sslcore-plugin-swav 0.3), "
+        "which SSLCORE_BLOCK_PLUGINS blocks, may provide it: unblock to use it (known: toy); install the plugin that "
+        "provides it (e.g. `pip install sslcore-plugin-swav`), then check `sslcore list method`\n"
+    )
+
+
+def test_debug_keeps_the_plugins_own_exception_as_the_cause(fake_site, toy_plugin, make_plugin, no_builtins) -> None:
+    fake_site.install("fake-bad", "1.0", {"bad": "fake_bad_plugin"}, {"fake_bad_plugin": BROKEN})
+    with pytest.raises(SslcoreError, match="failed to import") as raised:
+        PluginHost()
+    assert isinstance(raised.value.__cause__, ModuleNotFoundError)
+    with pytest.raises(SslcoreError, match="failed in sslcore_register_losses") as raised:
+        PluginHost(autoload=False, extra_plugins=[("exploding", make_plugin("exploding",
+                                                                             sslcore_register_losses=_exploding))])
+    assert isinstance(raised.value.__cause__, RuntimeError) and str(raised.value.__cause__) == "boom"
 
 
 # --- in a new interpreter: no traceback reaches the user, unless SSLCORE_DEBUG=1 asks for it ----------------------
@@ -478,6 +559,9 @@ def test_subprocess_broken_plugin_is_one_line(fake_site, cli_subprocess) -> None
         f"No module named 'does_not_exist'; {BLOCK_HINT}=bad\n"
     )
     assert result.out == ""
+    debug = cli_subprocess(["list"], pythonpath=[fake_site.path], SSLCORE_DEBUG="1")
+    assert debug.code == 1 and "fake_bad_plugin.py" in debug.err and "import does_not_exist" in debug.err
+    assert "The above exception was the direct cause" in debug.err
 
 
 def test_subprocess_bad_recipe_is_one_line(write_recipe, cli_subprocess) -> None:

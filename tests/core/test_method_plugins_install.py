@@ -46,7 +46,8 @@ print(json.dumps(results))
 
 
 def smoke_recipe(plugin: Path) -> Path:
-    (recipe,) = plugin.glob("src/*/recipes/*_smoke.toml")
+    """The plugin's ``<name>_smoke`` recipe (a plugin may ship other smoke recipes, e.g. for a second variant)."""
+    (recipe,) = plugin.glob(f"src/*/recipes/{plugin.name.removeprefix('sslcore-plugin-')}_smoke.toml")
     return recipe
 
 

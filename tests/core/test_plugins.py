@@ -66,8 +66,11 @@ def test_block_by_name(extra_installed, toy_plugin, monkeypatch) -> None:
     monkeypatch.setenv("SSLCORE_BLOCK_PLUGINS", " extra , toy,sslcore.recipes")
     host = PluginHost(extra_plugins=[("toy", toy_plugin)])
     assert "extra_loss" not in host.registries["loss"] and "toy" not in host.registries["backbone"]
-    names = {info.name for info in host.plugins()}
+    names = {info.name for info in host.plugins() if not info.note}
     assert not names & {"extra", "toy", "sslcore.recipes"}
+    # an installed plugin is listed as blocked (from its entry point: it is not imported)
+    assert [(info.name, info.distribution, info.note) for info in host.plugins() if info.note] == [
+        ("extra", "fake-extra", "blocked")]
     assert set(BUILTIN_PLUGINS) - {"sslcore.recipes"} <= names
 
 
@@ -88,7 +91,7 @@ def test_blocking_a_broken_plugin_is_the_way_out(fake_site, monkeypatch) -> None
 
 
 def test_sslcore_plugins_lists_versions_and_hooks(extra_installed, toy_plugin, cli, monkeypatch) -> None:
-    monkeypatch.setattr("sslcore.cli.PluginHost", lambda: PluginHost(extra_plugins=[("toy", toy_plugin)]))
+    monkeypatch.setattr("sslcore.cli.PluginHost", lambda **options: PluginHost(extra_plugins=[("toy", toy_plugin)], **options))
     result = cli(["plugins"])
     assert result.code == 0
     lines = result.out.splitlines()

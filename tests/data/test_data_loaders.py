@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from sslcore.data.loaders import collate_views, make_eval_loader, with_views
+from sslcore.data.loaders import RowViews, collate_views, make_eval_loader
 from sslcore.data.sources import DigitsSourceConfig, build_digits
 from sslcore.data.views import (
     EvalViewsConfig,
@@ -41,8 +41,8 @@ def test_collate_groups_views_by_position_and_keeps_sizes_apart():
         collate_views([{"views": [torch.zeros(3, 2, 2)], "index": 0}, {"views": [torch.zeros(3, 2, 3)], "index": 1}])
 
 
-def test_with_views_rows_and_pickling(digits):
-    dataset = with_views(digits, build_multicrop(MultiCropViewsConfig(global_size=16, local_crops=2)))
+def test_row_views_rows_and_pickling(digits):
+    dataset = RowViews(digits, build_multicrop(MultiCropViewsConfig(global_size=16, local_crops=2)))
     row = dataset[7]
     assert set(row) == {"views", "index", "label"} and row["index"] == 7 and row["label"] == digits[7]["label"]
     assert [v.shape[-1] for v in row["views"]] == [16, 16, 8, 8]
@@ -58,6 +58,6 @@ def test_eval_loader_keeps_order_and_every_row(digits):
     assert batches[0]["views"][0].shape == (40, 3, 16, 16)
 
 
-def test_with_views_requires_an_image_column(digits):
+def test_row_views_require_an_image_column(digits):
     with pytest.raises(SslcoreError, match="no 'image' column"):
-        with_views(digits.remove_columns("image"), build_eval(EvalViewsConfig()))
+        RowViews(digits.remove_columns("image"), build_eval(EvalViewsConfig()))

@@ -118,3 +118,30 @@ def test_sslcore_eval_knn_and_linear_on_a_finished_run(tmp_path, plugin_env):
     linear = evaluate("linear", run_dir, "eval.epochs=2", "eval.limit_train=300", "eval.limit_eval=100")
     assert 0.0 <= knn["knn_top1"] <= 100.0 and "knn_top5" in knn
     assert 0.0 <= linear["linear_top1"] <= 100.0
+
+
+def test_eval_and_export_of_a_run_whose_method_plugin_is_gone(tmp_path, plugin_env):
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(recipe_text(tmp_path / "out", steps=1, backbone="resnet10t", backbone_extra="cifar_stem = true"))
+    assert run_sslcore([str(recipe)], plugin_env).returncode == 0
+    run_dir = tmp_path / "out" / "r"
+    blocked = dict(plugin_env, SSLCORE_BLOCK_PLUGINS="pairwise")  # the run's method plugin
+
+    def sslcore(*args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "sslcore.cli", *args], env=blocked, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().splitlines()[-1]
+
+    knn = ("eval", "knn", str(run_dir), "eval.k=10", "eval.limit_train=200", "eval.limit_eval=100")
+    assert 0.0 <= json.loads(sslcore(*knn))["knn_top1"] <= 100.0
+    assert sslcore("export", str(run_dir), str(tmp_path / "b.safetensors")).startswith("wrote ")
+    # An export without metadata (an older run) is rebuilt from recipe.toml's [backbone] table.
+    path = run_dir / "backbone.safetensors"
+    save_file(load_file(str(path)), str(path))
+    assert 0.0 <= json.loads(sslcore(*knn))["knn_top1"] <= 100.0

@@ -319,7 +319,9 @@ def test_checks_views_queue_and_heads():
     with pytest.raises(SslcoreError, match="same batch size"):
         method(Batch(views=[crops(0)[0], crops(0, batch=2)[1]], index=torch.arange(B)), StepInfo(0, 4, 1))
     with pytest.raises(SslcoreError, match="not a multiple of the 4 samples"):
-        make_swav(queue=6, epoch_queue_starts=0)(Batch(views=crops(0), index=torch.arange(B)), StepInfo(0, 4, 1))
+        small = {**document(queue=6, epoch_queue_starts=0), "run": {"batch_size": B, "steps": 4}}  # 6 >= one batch
+        build_method(small, host=host(), total_steps=4, steps_per_epoch=1)(
+            Batch(views=crops(0), index=torch.arange(B)), StepInfo(0, 4, 1))
     replicated = document(queue=8)
     replicated["key_store"]["sharding"] = "replicated"
     with pytest.raises(SslcoreError, match="sharded"):

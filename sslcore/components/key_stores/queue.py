@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from sslcore import distributed
 from sslcore.components.key_stores.base import KeyStore, broadcast_from_first
+from sslcore.engine.settings import RunSettings
 from sslcore.errors import SslcoreError
 from sslcore.keys import Keys
 
@@ -38,6 +39,17 @@ class QueueConfig:
         default="random", validator=attrs.validators.in_(("random", "zeros"))
     )
     store_labels: bool = False
+
+    def check_run(self, run: RunSettings) -> None:
+        """Every step enqueues at least one global batch of keys (replicated: every process's; sharded: 1/N of the
+        batch into 1/N of the queue), so a smaller queue fails at the first step: reject it with the recipe."""
+        if self.size < run.batch_size:
+            raise SslcoreError(
+                f"size = {self.size} cannot hold one global batch of keys ([run] batch_size = {run.batch_size}), "
+                "which every step enqueues",
+                hint=f"set size to at least {run.batch_size} (twice that for a method that enqueues two views per "
+                "step, e.g. symmetric MoCo), or lower [run] batch_size",
+            )
 
 
 class Queue(KeyStore):
