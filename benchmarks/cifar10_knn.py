@@ -41,6 +41,8 @@ METHODS = {
     "SwAV": ("sslcore_plugin_swav", "swav_cifar10"),
     "DINO": ("sslcore_plugin_dino", "dino_cifar10"),
     "SupCon (uses labels)": ("sslcore_plugin_supcon", "supcon_cifar10"),
+    "CMC": ("sslcore_plugin_cmc", "cmc_cifar10"),
+    "CPC v2": ("sslcore_plugin_cpc", "cpc_cifar10"),
 }
 
 
@@ -69,8 +71,13 @@ def recipe_document(package: str, recipe: str) -> dict:
     return tomllib.loads((resources.files(package) / "recipes" / f"{recipe}.toml").read_text())
 
 
+def backbone_tables(document: dict) -> list[str]:
+    """The recipe's backbone tables: ``backbone``, or ``backbones.<name>`` for a method with several encoders."""
+    return [f"backbones.{name}" for name in document.get("backbones", {})] or ["backbone"]
+
+
 def budget_overrides(document: dict, budget: Budget, output_dir: Path) -> list[str]:
-    """``table.key=value`` overrides that put a method's recipe on the shared budget."""
+    """``table.key=value`` overrides that put a method's recipe on the shared budget (every encoder alike)."""
     data = Path(budget.data_dir).resolve()
     overrides = [
         f'run.output_dir="{output_dir}"', f"run.epochs={budget.epochs}", f"run.batch_size={budget.batch_size}",
@@ -78,9 +85,10 @@ def budget_overrides(document: dict, budget: Budget, output_dir: Path) -> list[s
         "run.eval_every=0", "run.checkpoint_every=0", 'run.mixed_precision="no"',
         'data.kind="parquet"', f'data.train="{data / "train.parquet"}"', f'data.test="{data / "test.parquet"}"',
         f"data.train_limit={budget.train_limit}", f"data.test_limit={budget.test_limit}",
-        f'backbone.name="{budget.backbone}"', f"backbone.cifar_stem={str(budget.cifar_stem).lower()}",
         f"eval.k={budget.k}", f"eval.temperature={budget.temperature}", f"eval.num_workers={budget.num_workers}",
     ]
+    for table in backbone_tables(document):
+        overrides += [f'{table}.name="{budget.backbone}"', f"{table}.cifar_stem={str(budget.cifar_stem).lower()}"]
     if document.get("schedule", {}).get("warmup_epochs", 0) > 0:
         overrides.append(f"schedule.warmup_epochs={budget.epochs / 10}")
     method = document["method"]
@@ -106,8 +114,10 @@ def train_method(name: str, budget: Budget, runs_dir: Path) -> dict:
 
 
 def zero_init_last(document: dict) -> bool:
-    """Whether the recipe's ResNet starts with each block's last BatchNorm scale at 0 (timm's default) or at 1."""
-    return document["backbone"].get("zero_init_last", True) is not False
+    """Whether the recipe's ResNet starts with each block's last BatchNorm scale at 0 (timm's default) or at 1 (the
+    first encoder's, for a method with several)."""
+    first = next(iter(document.get("backbones", {}).values()), None) or document["backbone"]
+    return first.get("zero_init_last", True) is not False
 
 
 def raw_pixel_knn(budget: Budget) -> float:

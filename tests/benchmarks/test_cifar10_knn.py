@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.cifar10_knn import METHODS, Budget, budget_overrides, recipe_document, zero_init_last
+from benchmarks.cifar10_knn import METHODS, Budget, backbone_tables, budget_overrides, recipe_document, zero_init_last
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
 
@@ -27,12 +27,14 @@ def host() -> PluginHost:
 def test_budget_overrides_give_every_method_the_same_budget(name, host, tmp_path) -> None:
     package, recipe_name = METHODS[name]
     budget = Budget(data_dir=str(CIFAR), epochs=3, train_limit=1280, batch_size=64)
-    recipe = resolve(recipe_name, host, budget_overrides(recipe_document(package, recipe_name), budget, tmp_path))
+    document = recipe_document(package, recipe_name)
+    recipe = resolve(recipe_name, host, budget_overrides(document, budget, tmp_path))
     run, data = recipe.run, recipe.components["data"].config
     assert (run.epochs, run.batch_size, run.seed, run.output_dir) == (3, 64, 0, str(tmp_path))
     assert (data.train_limit, data.test_limit) == (1280, 10000)
-    assert recipe.components["backbone"].config.name == "resnet18"
-    assert recipe.components["backbone"].config.cifar_stem is False
+    for table in backbone_tables(document):
+        assert recipe.components[table].config.name == "resnet18"
+        assert recipe.components[table].config.cifar_stem is False
     evaluator = recipe.components["eval"].config
     assert (evaluator.k, evaluator.temperature) == (200, 0.07)
     assert recipe.schedule.warmup_epochs in (0.0, 0.3)
@@ -44,7 +46,7 @@ def test_budget_overrides_give_every_method_the_same_budget(name, host, tmp_path
 def test_table_reports_how_each_backbone_is_initialised(name, host) -> None:
     package, recipe_name = METHODS[name]
     document = recipe_document(package, recipe_name)
-    backbone = resolve(recipe_name, host, []).components["backbone"].build()
+    backbone = resolve(recipe_name, host, []).components[backbone_tables(document)[0]].build()
     last_scale = backbone.layer1[0].bn2.weight  # timm ResNet-18: the last BatchNorm of the first block
     expected = 0.0 if zero_init_last(document) else 1.0
     assert torch.equal(last_scale, torch.full_like(last_scale, expected))
