@@ -44,6 +44,9 @@ class TimmBackboneConfig:
         zero_init_last: ResNet-style models: zero-initialise the last BatchNorm scale of every residual block.
             timm's default (unset) is true, as torchvision's ``zero_init_residual=True`` (SimSiam, MoCo v3, SimCLR);
             false is torchvision's default, which MoCo v1/v2, InstDisc, SwAV and DINO's ResNet-50 trained with.
+        norm_layer: timm's name of the normalisation layer, for models that take one (ResNets); ``groupnorm1`` is
+            layer normalisation over each sample's C x H x W (CPC v2 sec. 4.1); timm's default if unset. A timm
+            option, so exports record it and timm alone rebuilds the network.
     """
 
     name: str
@@ -59,6 +62,7 @@ class TimmBackboneConfig:
     weight_init: str | None = None
     dynamic_img_size: bool = False
     zero_init_last: bool | None = None
+    norm_layer: str | None = None
 
     @property
     def surgery(self) -> list[str]:
@@ -69,7 +73,7 @@ class TimmBackboneConfig:
 def timm_kwargs(config: TimmBackboneConfig) -> dict[str, Any]:
     """The options ``config`` passes to ``timm.create_model`` besides ``pretrained``."""
     kwargs: dict[str, Any] = {"num_classes": 0}
-    for key in ("in_chans", "img_size", "num_heads", "global_pool", "weight_init", "zero_init_last"):
+    for key in ("in_chans", "img_size", "num_heads", "global_pool", "weight_init", "zero_init_last", "norm_layer"):
         if getattr(config, key) is not None:
             kwargs[key] = getattr(config, key)
     if config.dynamic_img_size:
@@ -88,7 +92,7 @@ def build_timm_backbone(config: TimmBackboneConfig) -> nn.Module:
     kwargs = timm_kwargs(config)
     try:
         model = timm.create_model(config.name, pretrained=config.pretrained, **kwargs)
-    except (TypeError, ValueError, AssertionError, RuntimeError) as error:
+    except (TypeError, ValueError, KeyError, AssertionError, RuntimeError) as error:
         raise SslcoreError(
             f"timm could not build '{config.name}' with {kwargs}: {error}",
             hint="drop or change the options this model does not accept (see its timm definition)",

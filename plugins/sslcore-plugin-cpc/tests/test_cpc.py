@@ -12,6 +12,7 @@ import shutil
 import pytest
 import torch
 
+import sslcore
 import sslcore_plugin_cpc.plugin as cpc_plugin
 from sslcore import distributed
 from sslcore.components.key_stores.in_batch import InBatchKeys
@@ -32,10 +33,14 @@ def make_host() -> PluginHost:
     return tiny_host("cpc", cpc_plugin)
 
 
-def build_direct(*, batch_norm: bool = False, **config) -> CPC:
-    """A tiny CPC from its classes (the gloo workers skip the plugin host): 3x3 grid of 4 px patches, stride 2."""
-    config = CPCConfig(**{"grid": 3, "patch_size": 4, "stride": 2, "target_dim": 5, "offsets": (1, 2), **config})
-    backbone = TinyNet(TinyConfig(width=6, batch_norm=batch_norm))
+def build_direct(*, norm: str = "none", **config) -> CPC:
+    """A tiny CPC from its classes (the gloo workers skip the plugin host): 3x3 grid of 4 px patches, stride 2;
+    ``norm`` is the patch encoder's normalisation: ``none``, ``batch`` or ``layer`` (GroupNorm(1, C))."""
+    config = CPCConfig(**{"grid": 3, "patch_size": 4, "stride": 2, "target_dim": 5, "offsets": (1, 2),
+                          "layer_norm": norm != "batch", **config})
+    backbone = TinyNet(TinyConfig(width=6, batch_norm=norm != "none"))
+    if norm == "layer":
+        backbone.net[1] = torch.nn.GroupNorm(1, 6)
     context = MaskedConvContext(6, MaskedConvContextConfig(num_blocks=2, hidden_dim=8))
     loss = InfoNCELoss(temperature=TEMPERATURE, normalize=False)
     return CPC(backbone, context, InBatchKeys(config.target_dim), loss, config)
@@ -77,17 +82,22 @@ def test_context_at_row_i_sees_no_row_below():
         assert grad[:, :, : row + 1].abs().sum() > 0  # it does see its own row and those above
 
 
-@pytest.mark.parametrize("layer_norm", [True, False])
-def test_no_leak_from_patches_below_with_layer_norm(layer_norm):
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_no_leak_from_patches_below_with_layer_norm(norm):
     """End to end from the patches: with layer norm the context at row i has zero gradient with respect to every
     patch in rows > i; with BatchNorm (training mode) the batch statistics leak them (CPC v2 sec. 4.1)."""
     torch.manual_seed(0)
-    method = build_direct(batch_norm=True, layer_norm=layer_norm, **STILL)
+    method = build_direct(norm=norm, **STILL)
     patches = method.patches(torch.randn(2, 3, 8, 8)).requires_grad_(True)
     grid = method.backbone(patches).view(2, 3, 3, -1).permute(0, 3, 1, 2)
     (grad,) = torch.autograd.grad(method.context(grid)[:, :, 0].sum(), patches)
     below = grad.view(2, 3, 3, -1)[:, 1:].abs().sum()
-    assert (below == 0) if layer_norm else (below > 0)
+    assert (below == 0) if norm == "layer" else (below > 0)
+
+
+def test_layer_norm_refuses_a_batch_norm_encoder():
+    with pytest.raises(SslcoreError, match='norm_layer = "groupnorm1"'):
+        build_direct(norm="batch", layer_norm=True)
 
 
 def step_data() -> list[torch.Tensor]:
@@ -170,6 +180,7 @@ def test_recipes_resolve():
     config = paper.components["method"].config
     assert (config.grid, config.patch_size, config.stride, config.directions) == (7, 64, 32, 4)
     assert config.offsets == (3,) and config.target_dim == 64 and config.layer_norm
+    assert paper.components["backbone"].config.norm_layer == "groupnorm1"
     assert paper.components["context"].config == MaskedConvContextConfig(num_blocks=5, hidden_dim=256)
     loss = paper.components["loss"].config
     assert (loss.temperature, loss.normalize) == (10.0, False)
@@ -189,7 +200,10 @@ def test_engine_trains_and_resumes_the_smoke_recipe_exactly(tmp_path, monkeypatc
     summary = train_from_recipe("cpc_smoke", [f"run.output_dir={tmp_path / 'straight'}", *common], host=host)
     straight = tmp_path / "straight" / "cpc_smoke"
     assert summary["steps"] == 4 and math.isfinite(summary["final_loss"])
-    assert (straight / "backbone.safetensors").is_file()
+    # The export rebuilds the layer-norm encoder from its own description, without this plugin.
+    encoder = sslcore.load_backbone(straight / "backbone.safetensors", PluginHost(autoload=False))
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in encoder.modules())
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in encoder.modules())
 
     resumed = tmp_path / "resumed" / "cpc_smoke"
     shutil.copytree(straight, resumed, ignore=shutil.ignore_patterns("summary.json", "*.safetensors", "step_00000004"))

@@ -2,6 +2,6 @@
 
 from sslcore_plugin_cpc.context import MaskedConvContext, MaskedConvContextConfig
 from sslcore_plugin_cpc.method import CPC, CPCConfig, build_cpc
-from sslcore_plugin_cpc.patches import PatchGrid, to_layer_norm
+from sslcore_plugin_cpc.patches import PatchGrid
 
-__all__ = ["CPC", "CPCConfig", "MaskedConvContext", "MaskedConvContextConfig", "PatchGrid", "build_cpc", "to_layer_norm"]
+__all__ = ["CPC", "CPCConfig", "MaskedConvContext", "MaskedConvContextConfig", "PatchGrid", "build_cpc"]

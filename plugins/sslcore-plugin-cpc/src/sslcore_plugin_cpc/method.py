@@ -25,7 +25,7 @@ from torch import nn
 
 from sslcore.errors import SslcoreError
 from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo
-from sslcore_plugin_cpc.patches import PatchGrid, to_layer_norm
+from sslcore_plugin_cpc.patches import PatchGrid
 
 _v = attrs.validators
 _probability = [_v.ge(0.0), _v.le(1.0)]
@@ -48,7 +48,9 @@ class CPCConfig:
         offsets: the rows below the context that are predicted (pseudo-code: ``steps_to_ignore=2,
             steps_to_predict=3``, i.e. k = 3).
         directions: 1 (top to bottom, CPC v1), 2 (and bottom to top) or 4 (all four, CPC v2).
-        layer_norm: replace the encoder's BatchNorm by layer norm (GroupNorm(1, C)) as CPC v2 does.
+        layer_norm: the patch encoder must normalise each patch on its own, not with batch statistics (CPC v2
+            sec. 4.1: BatchNorm lets the context see the patches it predicts); give the backbone
+            ``norm_layer = "groupnorm1"``. False allows CPC v1's BatchNorm.
         min_scale, flip, color_drop: per-patch augmentation: crop side fraction in [min_scale, 1], probability of a
             horizontal flip, probability of dropping two of the three colour channels.
     """
@@ -76,7 +78,11 @@ class CPC(Method):
     def __init__(self, backbone: nn.Module, context: nn.Module, key_store: nn.Module, loss: nn.Module,
                  config: CPCConfig) -> None:
         super().__init__()
-        self.backbone = to_layer_norm(backbone) if config.layer_norm else backbone
+        if config.layer_norm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in backbone.modules()):
+            raise SslcoreError("cpc with method.layer_norm = true needs a patch encoder without BatchNorm",
+                               hint='set [backbone] norm_layer = "groupnorm1" (CPC v2 layer norm), '
+                                    "or method.layer_norm = false for CPC v1's batch norm")
+        self.backbone = backbone
         self.patches = PatchGrid(config.grid, config.patch_size, config.stride, min_scale=config.min_scale,
                                  flip=config.flip, color_drop=config.color_drop)
         self.context = context

@@ -69,19 +69,3 @@ class PatchGrid(nn.Module):
     def extra_repr(self) -> str:
         return (f"grid={self.grid}, patch_size={self.patch_size}, stride={self.stride}, min_scale={self.min_scale}, "
                 f"flip={self.flip}, color_drop={self.color_drop}")
-
-
-def to_layer_norm(module: nn.Module) -> nn.Module:
-    """Replace every ``BatchNorm2d`` by ``GroupNorm(1, C)`` (layer normalisation over each patch's C x H x W, CPC v2
-    sec. 4.1), keeping its affine parameters; returns ``module``, changed in place."""
-    for name, child in module.named_children():
-        if type(child) in (nn.BatchNorm2d, nn.SyncBatchNorm):
-            norm = nn.GroupNorm(1, child.num_features, eps=child.eps, affine=child.affine)
-            if child.affine:
-                norm.load_state_dict({"weight": child.weight.detach(), "bias": child.bias.detach()})
-            setattr(module, name, norm)
-        elif isinstance(child, nn.modules.batchnorm._BatchNorm):
-            raise SslcoreError(f"cannot convert {type(child).__name__} to layer norm", hint="set method.layer_norm = false")
-        else:
-            to_layer_norm(child)
-    return module
