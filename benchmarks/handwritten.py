@@ -215,7 +215,7 @@ class SimCLR(HandWritten):
     def loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         z = F.normalize(self.projector(self.backbone(torch.cat([x1, x2]))), dim=1)
         logits = (z @ z.t() / self.temperature).masked_fill(self.own, float("-inf"))
-        return F.cross_entropy(logits, self.positives)
+        return 2 * F.cross_entropy(logits, self.positives)  # official objective.py: loss_a + loss_b
 
     def load_from(self, method: Method) -> None:
         copy_weights(method.encoder.backbone, self.backbone)

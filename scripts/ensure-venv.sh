@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install sslcore, its test tools and every plugin in plugins/ into it.
+# Create .venv (if missing) and install sslcore, its test tools, the TensorBoard and W&B trackers (tested) and every
+# plugin in plugins/ into it.
 # Re-installs only when a pyproject.toml changed since the last install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     editable=()
     for plugin in plugins/*/; do editable+=(-e "$plugin"); done
-    .venv/bin/python -m pip install -q -e ".[test]" "${editable[@]}"
+    .venv/bin/python -m pip install -q -e ".[test,tensorboard,wandb]" "${editable[@]}"
     echo "$digest" > "$stamp"
 fi

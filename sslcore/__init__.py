@@ -1,15 +1,52 @@
-"""sslcore: a plugin-based framework for self-supervised visual representation learning."""
+"""sslcore: a plugin-based framework for self-supervised visual representation learning.
+
+The public names below are imported on first use (PEP 562), so that ``import sslcore`` (every plugin does it for
+``hookimpl``) and the ``sslcore`` command start without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 hookimpl = pluggy.HookimplMarker("sslcore")
 
-from sslcore.components.key_stores.base import KeyStore  # noqa: E402
-from sslcore.components.target_updaters import TargetUpdater  # noqa: E402
-from sslcore.errors import SslcoreError  # noqa: E402
-from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo  # noqa: E402
-from sslcore.engine.step import train_step  # noqa: E402
-from sslcore.export import load_backbone  # noqa: E402
+#: Public name -> the module that defines it.
+_LAZY = {
+    "Batch": "sslcore.method",
+    "KeyStore": "sslcore.components.key_stores.base",
+    "Method": "sslcore.method",
+    "MethodOutput": "sslcore.method",
+    "MethodParts": "sslcore.method",
+    "SslcoreError": "sslcore.errors",
+    "StepInfo": "sslcore.method",
+    "TargetUpdater": "sslcore.components.target_updaters",
+    "load_backbone": "sslcore.export",
+    "train_step": "sslcore.engine.step",
+}
+
+if TYPE_CHECKING:
+    from sslcore.components.key_stores.base import KeyStore
+    from sslcore.components.target_updaters import TargetUpdater
+    from sslcore.engine.step import train_step
+    from sslcore.errors import SslcoreError
+    from sslcore.export import load_backbone
+    from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'sslcore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "Batch",

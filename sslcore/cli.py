@@ -1,4 +1,4 @@
-"""The ``sslcore`` command: run, check, list, plugins, recipes, embed, eval, export."""
+"""The ``sslcore`` command: run, launch, check, list, plugins, recipes, embed, eval, export."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.text import Text
 
 from sslcore.config import config_fields
 from sslcore.console import exit_on_user_error, out
+from sslcore.data.shortcut import add_data_option, recipe_and_overrides
 from sslcore.errors import SslcoreError
 from sslcore.plugins import PluginHost
 from sslcore.registry import BUILTIN_KINDS
@@ -42,13 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sslcore", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    launch = commands.add_parser("launch", add_help=False,
+                                 help="train on several processes: accelerate launch's options, then RECIPE [...]")
+    launch.add_argument("arguments", nargs=argparse.REMAINDER)  # parsed by accelerate (sslcore.launch)
+
     run = commands.add_parser("run", help="train from a recipe (path or shipped recipe name)")
-    run.add_argument("recipe")
+    run.add_argument("recipe", nargs="?")
     run.add_argument("overrides", nargs="*", default=[], metavar="table.key=value")
+    add_data_option(run)
 
     check = commands.add_parser("check", help="validate a recipe and print it fully resolved")
-    check.add_argument("recipe")
+    check.add_argument("recipe", nargs="?")
     check.add_argument("overrides", nargs="*", default=[], metavar="table.key=value")
+    add_data_option(check)
 
     listing = commands.add_parser("list", help="registered components by kind, with their providers")
     builtin = ", ".join(kind.name for kind in BUILTIN_KINDS)
@@ -110,18 +117,36 @@ def cmd_recipes(host: PluginHost) -> None:
         out.print(Text.assemble(f"{entry.name:<28}", (str(entry.provider), "cyan"), f"  {entry.path}"))
 
 
+def parse_command_line(argv: list[str]) -> argparse.Namespace:
+    """The parsed command line; ``run`` and ``check`` take overrides on both sides of ``--data DIR`` (argparse
+    alone stops collecting positionals at the first option)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command in ("run", "check") and all("=" in arg and not arg.startswith("-") for arg in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.parse_args(argv)  # argparse's own "unrecognized arguments" message and exit code 2
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     try:
-        args = build_parser().parse_args(argv)
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if argv[:1] == ["launch"]:  # its options are accelerate launch's, parsed by accelerate's own parser
+            from sslcore.launch import launch
+
+            return launch(argv[1:], PluginHost())
+        args = parse_command_line(argv)
         host = PluginHost(allow_clashes=args.command == "plugins")
         if args.command == "run":
             from sslcore.engine.trainer import train_from_recipe
 
-            train_from_recipe(args.recipe, args.overrides, host=host)
+            train_from_recipe(*recipe_and_overrides(args.recipe, args.overrides, args.data), host=host)
         elif args.command == "check":
             from sslcore.recipe import resolve
 
-            out.print(Text(resolve(args.recipe, host, args.overrides).to_toml()))
+            recipe, overrides = recipe_and_overrides(args.recipe, args.overrides, args.data)
+            out.print(Text(resolve(recipe, host, overrides).to_toml()))
         elif args.command == "list":
             cmd_list(host, args.kind, args.fields)
         elif args.command == "plugins":

@@ -23,6 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from sslcore.components.dual_bn import main_branch
 from sslcore.errors import SslcoreError
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ BACKBONE_FILE = "backbone.safetensors"
 #: Metadata keys: the backbone table (JSON: kind and resolved config) and timm's model, kwargs and surgery.
 DESCRIPTION_KEY = "sslcore.backbone"
 TIMM_KEY = "sslcore.timm"
+#: Backbone options of training only: the export holds the main BatchNorms, so its description drops them.
+DUAL_BN_FIELDS = ("dual_bn", "dual_bn_momentum")
 
 
 class ConcatFeatures(nn.Module):
@@ -51,8 +54,10 @@ class ConcatFeatures(nn.Module):
 
 
 def save_backbone(backbone: nn.Module, path: Path, metadata: Mapping[str, str] | None = None) -> Path:
-    """Write ``backbone.state_dict()`` (contiguous, unshared copies) with ``metadata`` atomically to ``path``."""
-    tensors = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in backbone.state_dict().items()}
+    """Write ``backbone.state_dict()`` (contiguous, unshared copies; main BatchNorms only, see ``dual_bn``) with
+    ``metadata`` atomically to ``path``."""
+    state = main_branch(backbone).state_dict()
+    tensors = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in state.items()}
     partial = path.with_name(path.name + ".partial")
     save_file(tensors, str(partial), metadata={"format": "pt", **(metadata or {})})
     os.replace(partial, path)
@@ -84,7 +89,8 @@ def network_metadata(recipe: Recipe, name: str, count: int) -> dict[str, str]:
     spec = tables.get(f"backbones.{name}") or (next(iter(tables.values())) if count == len(tables) == 1 else None)
     if spec is None:  # a network no backbone table describes: load_backbone refuses it
         return metadata
-    metadata[DESCRIPTION_KEY] = json.dumps({"kind": spec.kind, **unstructure(spec.config)})
+    fields = {key: value for key, value in unstructure(spec.config).items() if key not in DUAL_BN_FIELDS}
+    metadata[DESCRIPTION_KEY] = json.dumps({"kind": spec.kind, **fields})
     if isinstance(spec.config, TimmBackboneConfig):
         timm = {"model": spec.config.name, "kwargs": timm_kwargs(spec.config), "surgery": spec.config.surgery}
         metadata[TIMM_KEY] = json.dumps(timm)

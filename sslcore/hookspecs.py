@@ -74,5 +74,21 @@ def sslcore_register_evaluators(registry):
 
 
 @hookspec
+def sslcore_register_attacks(registry):
+    """Register attacks: ``factory(config, mean: tuple, std: tuple) -> sslcore.components.attacks.Attack``.
+
+    ``mean`` / ``std`` are the views' normalisation, so an attack works in pixel space.
+    """
+
+
+@hookspec
+def sslcore_register_sample_buffers(registry):
+    """Register sample buffers: ``factory(config) -> sslcore.components.sample_buffers.SampleBuffer``.
+
+    A replay buffer of images that SGLD chains start from (``draw``) and return to (``write``), one part per process.
+    """
+
+
+@hookspec
 def sslcore_register_recipes(registry):
     """Register recipes shipped by a plugin: ``registry.add(name, path)`` or ``registry.add_directory(path)``."""

@@ -230,6 +230,10 @@ class LookupMethod(Method):
         except KeysMismatch as error:
             raise SslcoreError(f"{self.combination} do not fit: {error.what}", where=self.source, hint=_FIT_HINT) from None
 
+    def head_network(self) -> nn.Module:
+        """The online encoder: backbone and projection head (the query before any predictor)."""
+        return self.encoder
+
     def evaluation_network(self) -> nn.Module:
         """The backbone, followed by the first ``eval_from_projector_layer`` projection-head blocks (SimCLR v2)."""
         layers = self.design.eval_from_projector_layer

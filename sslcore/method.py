@@ -18,6 +18,7 @@ The engine checkpoints every declared target updater's state and every key store
 from __future__ import annotations
 
 import abc
+from pathlib import Path
 from typing import Any, Literal
 
 import attrs
@@ -131,10 +132,19 @@ class Method(nn.Module, abc.ABC):
         (SimCLR v2 evaluates from a layer of its projection head)."""
         return self.backbone
 
+    def head_network(self) -> nn.Module | None:
+        """The backbone followed by the head whose normalised output the official kNN monitors of MoCo, InstDisc
+        and InvaSpread evaluate (``[eval] features = "head"``); None for a method without one."""
+        return None
+
     def exported_networks(self) -> dict[str, nn.Module]:
         """The networks a run exports, by name: the backbone unless a method has several encoders (one per view:
         ``{"l": ..., "ab": ...}``, written as ``backbone_l.safetensors`` and ``backbone_ab.safetensors``)."""
         return {"backbone": self.backbone}
+
+    def write_outputs(self, run_dir: Path) -> None:
+        """Write files of the method's own into the run directory (a grid of samples); called on the main process
+        once training ends, after the networks are exported. Nothing by default."""
 
     def before_optimizer_step(self, step: StepInfo) -> None:
         """Called after backward, before the optimizer step (e.g. cancel gradients of frozen layers)."""

@@ -40,6 +40,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "sslcore.datasets": "sslcore.data.sources",
     "sslcore.transforms": "sslcore.data.views",
     "sslcore.evaluators": "sslcore.evaluation.registration",
+    "sslcore.attacks": "sslcore.components.attacks",
+    "sslcore.sample_buffers": "sslcore.components.sample_buffers",
     "sslcore.recipes": "sslcore.builtin_recipes",
 }
 

@@ -13,6 +13,7 @@ from sslcore import tomlwrite
 from sslcore.config import structure, unstructure
 from sslcore.engine.settings import OptimizerSettings, RunSettings, ScheduleSettings
 from sslcore.errors import SslcoreError, did_you_mean
+from sslcore.overrides import KindSwitches, remove_table
 from sslcore.plugins import PluginHost
 from sslcore.registry import Entry, Kind, Kinds
 
@@ -122,8 +123,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(document: dict[str, Any], overrides: Sequence[str], where: str) -> None:
+    """Apply ``a.b=value`` overrides in order; ``TABLE=none`` removes a table and a ``kind`` switch drops the old
+    kind's keys (:mod:`sslcore.overrides`)."""
+    switches = KindSwitches(settings=tuple(SETTINGS_TABLES))
     for text in overrides:
         keys, value = parse_override(text)
+        if remove_table(document, keys, value):
+            continue
         node = document
         for depth, key in enumerate(keys[:-1]):
             child = node.get(key)
@@ -135,7 +141,9 @@ def apply_overrides(document: dict[str, Any], overrides: Sequence[str], where: s
                     hint=f"add [{table}] to the recipe, or check the spelling",
                 )
             node = child
+        switches.before(node, keys)
         node[keys[-1]] = value
+    switches.drop_old_keys(document)
 
 
 def resolve(recipe: str, host: PluginHost, overrides: Sequence[str] = ()) -> Recipe:

@@ -93,6 +93,9 @@ BUILTIN_KINDS: tuple[Kind, ...] = (
     Kind(name="dataset", spec=hookspecs.sslcore_register_datasets, table="data", runtime=("split",)),
     Kind(name="transform", spec=hookspecs.sslcore_register_transforms, table="views"),
     Kind(name="evaluator", spec=hookspecs.sslcore_register_evaluators, table="eval"),
+    Kind(name="sample_buffer", spec=hookspecs.sslcore_register_sample_buffers, table="sample_buffer",
+         named="sample_buffers"),
+    Kind(name="attack", spec=hookspecs.sslcore_register_attacks, table="attack", runtime=("mean", "std")),
 )
 
 

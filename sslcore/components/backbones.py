@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from sslcore import hookimpl
+from sslcore.components.dual_bn import add_auxiliary_batchnorm
 from sslcore.errors import SslcoreError
 
 _optional_positive = attrs.validators.optional(attrs.validators.gt(0))
@@ -47,6 +48,10 @@ class TimmBackboneConfig:
         norm_layer: timm's name of the normalisation layer, for models that take one (ResNets); ``groupnorm1`` is
             layer normalisation over each sample's C x H x W (CPC v2 sec. 4.1); timm's default if unset. A timm
             option, so exports record it and timm alone rebuilds the network.
+        dual_bn: give every BatchNorm an auxiliary twin, which forwards inside
+            ``sslcore.components.dual_bn.auxiliary_batchnorm`` use (adversarial views, Xie et al. 2020 sec. 3.3);
+            evaluation and exports use the main BatchNorms only, so the export stays a plain timm model.
+        dual_bn_momentum: the twins' running-statistics momentum (PyTorch convention); the main ones' if unset.
     """
 
     name: str
@@ -63,6 +68,10 @@ class TimmBackboneConfig:
     dynamic_img_size: bool = False
     zero_init_last: bool | None = None
     norm_layer: str | None = None
+    dual_bn: bool = False
+    dual_bn_momentum: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional([attrs.validators.gt(0), attrs.validators.le(1)])
+    )
 
     @property
     def surgery(self) -> list[str]:
@@ -103,6 +112,8 @@ def build_timm_backbone(config: TimmBackboneConfig) -> nn.Module:
         freeze_patch_embed(model, reinitialize=not config.pretrained)
     if config.sincos_pos_embed:
         set_sincos_pos_embed(model)
+    if config.dual_bn:
+        add_auxiliary_batchnorm(model, config.dual_bn_momentum)
     # The pooled width is timm's head_hidden_size where a model keeps a pre-logits layer (e.g. MobileNetV3).
     model.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
     return model

@@ -20,6 +20,8 @@ from PIL import Image, ImageFilter, ImageOps
 from torchvision.transforms import Compose
 from torchvision.transforms import functional as F
 
+from sslcore.data.pixels import to_rgb
+
 IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, ...] = (0.229, 0.224, 0.225)
 
@@ -38,10 +40,11 @@ def _uniform(low: float, high: float) -> float:
 
 
 class ToRGB:
-    """Convert grayscale, palette or RGBA images to RGB (a no-op on RGB images)."""
+    """Convert any image PIL reads to 8-bit RGB, 16-bit and float ones rescaled (:func:`sslcore.data.pixels.to_rgb`;
+    a no-op on RGB images)."""
 
     def __call__(self, image: Image.Image) -> Image.Image:
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return to_rgb(image)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -56,9 +56,11 @@ def origin_of(dataset: datasets.Dataset) -> RowOrigin:
     return getattr(dataset, _ATTRIBUTE, RowOrigin())
 
 
-def read_row(dataset: datasets.Dataset, index: int) -> tuple[dict[str, Any], int]:
+def read_row(dataset: datasets.Dataset, index: int, *, warn: bool = True,
+             corrupt: CorruptRows | None = None) -> tuple[dict[str, Any], int]:
     """Row ``index`` with its image decoded, and the index of the row read: ``index``, or with ``corrupt = "skip"``
-    the next row (wrapping around) whose image decodes."""
+    the next row (wrapping around) whose image decodes (``corrupt``: instead of the dataset's own setting; ``warn``:
+    whether a skipped row is warned about)."""
     origin = origin_of(dataset)
     tries = min(MAX_CONSECUTIVE_CORRUPT, len(dataset))
     first: Exception | None = None
@@ -67,10 +69,10 @@ def read_row(dataset: datasets.Dataset, index: int) -> tuple[dict[str, Any], int
         try:
             return dataset[source], source
         except Exception as error:  # PIL and datasets raise many types for bad bytes or missing paths
-            if origin.corrupt == "fail":
+            if (corrupt or origin.corrupt) == "fail":
                 raise _fault(dataset, origin, source, error) from None
             first = first or error
-            if (origin.name, source) not in _warned:
+            if warn and (origin.name, source) not in _warned:
                 _warned.add((origin.name, source))
                 fault = _fault(dataset, origin, source, error)
                 print_warning(f"{fault.where}: {fault.what}; skipped: the next readable row stands in for it")
@@ -80,6 +82,18 @@ def read_row(dataset: datasets.Dataset, index: int) -> tuple[dict[str, Any], int
         where="[data]",
         hint="check image_column (encoded PNG/JPEG bytes or paths of image files) and the files",
     )
+
+
+def read_row_deferring(dataset: datasets.Dataset, index: int) -> tuple[dict[str, Any], int, SslcoreError | None]:
+    """:func:`read_row`, except that with ``corrupt = "fail"`` a corrupt row's error is returned, not raised, and the
+    next readable row stands in for it until the processes of a run agree to stop on it
+    (:mod:`sslcore.engine.agreement`): a process that stopped alone would leave the others waiting."""
+    try:
+        return (*read_row(dataset, index), None)
+    except SslcoreError as fault:
+        if origin_of(dataset).corrupt != "fail":
+            raise
+        return (*read_row(dataset, index, warn=False, corrupt="skip"), fault)
 
 
 def _fault(dataset: datasets.Dataset, origin: RowOrigin, index: int, error: Exception) -> SslcoreError:

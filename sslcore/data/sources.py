@@ -1,4 +1,5 @@
-"""Built-in dataset sources: ``parquet``, ``hub``, ``image_folder``, ``saved`` and the embedded ``digits``.
+"""Built-in dataset sources: ``parquet``, ``hub``, ``image_folder``, ``saved``, the embedded ``digits`` and
+``images`` (:mod:`sslcore.data.image_files`).
 
 Each is ``factory(config, split) -> datasets.Dataset`` for ``split`` in ``("train", "test")``, with columns
 ``image`` (PIL, decoded lazily), ``label`` (int class id; absent for unlabeled data) and ``index`` (0..n-1).
@@ -23,6 +24,7 @@ from attrs import validators as v
 from sslcore import hookimpl
 from sslcore.data.columns import check_split, standardize
 from sslcore.data.digits import digits_split
+from sslcore.data.image_files import ImagesSourceConfig, build_images
 from sslcore.data.rows import CorruptRows
 from sslcore.errors import SslcoreError
 
@@ -273,3 +275,4 @@ def sslcore_register_datasets(registry):
     registry.add("image_folder", build_image_folder, ImageFolderSourceConfig)
     registry.add("saved", build_saved, SavedSourceConfig)
     registry.add("digits", build_digits, DigitsSourceConfig)
+    registry.add("images", build_images, ImagesSourceConfig)

@@ -14,9 +14,7 @@ import json
 import pickle
 import re
 import shutil
-import signal
-import sys
-import time
+import zipfile
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
@@ -25,13 +23,16 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from torch import nn
 
-from sslcore.console import out
+from sslcore.console import exit_after_process_zero, out
 from sslcore.errors import SslcoreError
 
 _NAME = re.compile(r"^step_(\d+)$")
 PARTIAL_PREFIX = ".partial-"
 MANIFEST = "manifest.json"
 _SHARDS = "sharded_state_rank*.pt"
+_MODEL_FILES = ("pytorch_model.bin", "model.safetensors")
+#: Files of a checkpoint that torch.save wrote (Accelerate's state, sharded key stores): zip archives.
+_TORCH_SUFFIXES = (".bin", ".pkl", ".pt")
 #: What a damaged file raises when read, beyond what the manifest finds (not RuntimeError, which torch's zip reader
 #: raises but so does a state-dict mismatch, nor OSError: an unreadable file is not a damaged one).
 _UNREADABLE = (EOFError, pickle.UnpicklingError)
@@ -66,14 +67,11 @@ def restart_hint(run_dir: Path) -> str:
 
 def raise_once(accelerator: Accelerator, error: SslcoreError) -> NoReturn:
     """Raise ``error``, which every process meets at this point, on the main process only, so that a run on several
-    processes reports it once. The others exit with code 2 when the launcher stops them, which it does as soon as
-    the main process has reported and ended (or after a minute): ending first, they could cut that report short."""
+    processes reports it once; the others exit with code 2 (:func:`sslcore.console.exit_after_process_zero`)."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         raise error
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
-    time.sleep(60)
-    raise SystemExit(2)
+    exit_after_process_zero()
 
 
 def sharded_modules(method: nn.Module) -> dict[str, nn.Module]:
@@ -155,18 +153,34 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, keep: in
 
 
 def _incomplete(checkpoint: Path) -> str | None:
-    """Why ``checkpoint`` is incomplete (no readable manifest, a file missing or of another size than the manifest
-    records), or None when it is complete."""
+    """Why ``checkpoint`` is incomplete (an unreadable manifest, a file missing or of another size than the manifest
+    records), or None when it is complete. A checkpoint without a manifest was written before sslcore wrote one:
+    :func:`_legacy_incomplete` checks it."""
+    if not (checkpoint / MANIFEST).exists():
+        return _legacy_incomplete(checkpoint)
     try:
         files: dict[str, int] = json.loads((checkpoint / MANIFEST).read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
-        return f"its {MANIFEST} is missing or unreadable"
+        return f"its {MANIFEST} is unreadable"
     for name, size in files.items():
         path = checkpoint / name
         if not path.is_file():
             return f"{name} is missing"
         if path.stat().st_size != size:
             return f"{name} has {path.stat().st_size} bytes, not {size}"
+    return None
+
+
+def _legacy_incomplete(checkpoint: Path) -> str | None:
+    """Why a checkpoint without a manifest cannot be resumed, or None. Such a checkpoint was renamed into place once
+    complete, as now, so only later damage can have hurt it: it must hold the model, and every file torch wrote must
+    be a whole archive (a zip file's directory is at its end, so a truncated one has none)."""
+    files = sorted(path for path in checkpoint.iterdir() if path.is_file())
+    if not any(path.name in _MODEL_FILES for path in files):
+        return f"it has neither {MANIFEST} nor a model file ({' or '.join(_MODEL_FILES)})"
+    for path in files:
+        if path.suffix in _TORCH_SUFFIXES and not zipfile.is_zipfile(path):
+            return f"{path.name} is truncated or not a file torch wrote (the checkpoint has no {MANIFEST})"
     return None
 
 

@@ -3,7 +3,8 @@
 Each sample's augmentation is seeded by (run seed, epoch, index), so the views of a sample do not depend on the
 number of processes or workers, nor on whether the run was interrupted and resumed. A sample whose image is corrupt
 fails or, with ``[data] corrupt = "skip"``, takes the next readable row's image and label (the same on every process
-and resume); each batch counts such samples in ``skipped``, which the engine sums into ``summary.json``.
+and resume); each batch counts such samples in ``skipped``, which the engine sums into ``summary.json``, and
+carries the first failing row's error as ``fault`` when the failure is deferred (several processes).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from sslcore.data.rows import read_row
+from sslcore.data.rows import read_row, read_row_deferring
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
@@ -64,12 +65,16 @@ def seeded_rng(seed: int) -> Iterator[None]:
 
 class TrainingViews(Dataset):
     """Turns dataset rows into ``{"views", "index", "label", "skipped"}`` with the view transform, seeded per sample
-    (``skipped``: 1 when a corrupt row was replaced by the next readable one)."""
+    (``skipped``: 1 when a corrupt row was replaced by the next readable one). With ``defer_faults`` (several
+    processes) a corrupt row that fails the run is carried as the sample's ``fault`` instead of raised
+    (:func:`sslcore.data.rows.read_row_deferring`)."""
 
-    def __init__(self, dataset: Any, transform: Callable[[Any], list[torch.Tensor]], seed: int) -> None:
+    def __init__(self, dataset: Any, transform: Callable[[Any], list[torch.Tensor]], seed: int,
+                 defer_faults: bool = False) -> None:
         self.dataset = dataset
         self.transform = transform
         self.seed = seed
+        self.defer_faults = defer_faults
         self.has_labels = "label" in dataset.column_names
 
     def __len__(self) -> int:
@@ -77,10 +82,15 @@ class TrainingViews(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         epoch, index = key
-        row, source = read_row(self.dataset, index)
+        if self.defer_faults:
+            row, source, fault = read_row_deferring(self.dataset, index)
+        else:
+            (row, source), fault = read_row(self.dataset, index), None
         with seeded_rng(sample_seed(self.seed, epoch, index)):
             views = self.transform(row["image"])
-        item = {"views": views, "index": index, "skipped": int(source != index)}
+        item = {"views": views, "index": index, "skipped": int(source != index and fault is None)}
+        if fault is not None:
+            item["fault"] = fault.message
         if self.has_labels:
             item["label"] = row["label"]
         return item
@@ -96,4 +106,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
     if "label" in items[0]:
         batch["label"] = torch.tensor([item["label"] for item in items], dtype=torch.long)
+    faults = [item["fault"] for item in items if "fault" in item]
+    if faults:
+        batch["fault"] = faults[0]
     return batch

@@ -8,6 +8,7 @@ import timm.optim
 import torch
 from torch import nn
 
+from sslcore.engine.lars import UpdateNormLars
 from sslcore.engine.settings import OptimizerSettings, ScheduleSettings
 from sslcore.errors import SslcoreError
 
@@ -16,8 +17,9 @@ def parameter_groups(model: nn.Module, settings: OptimizerSettings, lr: float) -
     """Split trainable parameters into groups by (weight decay or not, fixed learning rate or not).
 
     1-D parameters (biases, norm scales and shifts) get no weight decay when ``exclude_bias_and_norm``; with LARS
-    a zero weight decay also means no trust-ratio adaptation (timm's ``Lars``), as SimCLR and BYOL exclude them
-    (SwAV's official LARC does not: its recipes set ``exclude_bias_and_norm = false``).
+    a zero weight decay also means no trust-ratio adaptation (timm's ``Lars``; :class:`UpdateNormLars` reads the
+    group's ``lars_adapt``), as SimCLR and BYOL exclude them (SwAV's official LARC does not: its recipes set
+    ``exclude_bias_and_norm = false``).
     """
     groups: dict[tuple[bool, bool], dict] = {}
     matched_prefixes: set[str] = set()
@@ -38,6 +40,7 @@ def parameter_groups(model: nn.Module, settings: OptimizerSettings, lr: float) -
                 "lr": lr,
                 "base_lr": lr,
                 "fixed_lr": prefix is not None,
+                "lars_adapt": decay,
             },
         )
         group["params"].append(param)
@@ -51,13 +54,17 @@ def parameter_groups(model: nn.Module, settings: OptimizerSettings, lr: float) -
 
 
 def build_optimizer(model: nn.Module, settings: OptimizerSettings, batch_size: int) -> torch.optim.Optimizer:
-    """SGD, AdamW (torch) or LARS (timm) over :func:`parameter_groups`, at the scaled learning rate."""
+    """SGD, AdamW (torch) or LARS (timm's, or :class:`UpdateNormLars` for ``trust_ratio = "update_norm"``) over
+    :func:`parameter_groups`, at the scaled learning rate."""
     lr = settings.lr(batch_size)
     groups = parameter_groups(model, settings, lr)
     if settings.kind == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=settings.momentum, nesterov=settings.nesterov)
     if settings.kind == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=tuple(settings.betas), eps=settings.eps)
+    if settings.trust_ratio == "update_norm":
+        return UpdateNormLars(groups, lr=lr, momentum=settings.momentum, nesterov=settings.nesterov,
+                              trust_coeff=settings.trust_coefficient)
     return timm.optim.Lars(groups, lr=lr, momentum=settings.momentum, nesterov=settings.nesterov,
                            trust_coeff=settings.trust_coefficient)
 

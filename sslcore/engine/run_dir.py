@@ -38,7 +38,8 @@ HARMLESS = ("run.name", "run.output_dir", "run.resume", "run.log_every", "run.ev
             "run.keep_checkpoints", "run.progress", "run.num_workers", "run.trackers", "eval",
             "data.corrupt")  # skipping corrupt rows changes no step already taken (each stopped at its first one)
 #: What ``run.resume = "never"`` deletes before starting over (besides ``checkpoints/``).
-PREVIOUS_RESULTS = (SUMMARY_FILE, "curves.png", "backbone.safetensors", "backbone_*.safetensors")
+PREVIOUS_RESULTS = (SUMMARY_FILE, "curves.png", "backbone.safetensors", "backbone_*.safetensors",
+                    "trackers.json")  # a run started over is a new tracker run
 
 
 def changed_keys(saved: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

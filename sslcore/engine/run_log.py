@@ -1,4 +1,4 @@
-"""What a run writes besides checkpoints: metrics.jsonl, summary.json and the curves plot."""
+"""What a run writes besides checkpoints: metrics.jsonl and summary.json (the curves: :mod:`sslcore.engine.curves`)."""
 
 from __future__ import annotations
 
@@ -58,25 +58,3 @@ class MetricsLog:
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     _atomic_write(path, json.dumps(summary, indent=2) + "\n")
 
-
-def plot_curves(records: list[dict[str, Any]], path: Path) -> None:
-    """Loss (and kNN accuracy where measured) against step, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    losses = [(r["step"], r["loss"]) for r in records if "loss" in r]
-    knn = [(r["step"], r["knn_top1"]) for r in records if "knn_top1" in r]
-    figure, loss_axis = plt.subplots(figsize=(7, 4))
-    if losses:
-        loss_axis.plot(*zip(*losses), color="tab:blue", label="loss")
-    loss_axis.set_xlabel("step")
-    loss_axis.set_ylabel("loss", color="tab:blue")
-    if knn:
-        knn_axis = loss_axis.twinx()
-        knn_axis.plot(*zip(*knn), "o-", color="tab:orange", label="kNN top-1")
-        knn_axis.set_ylabel("kNN top-1 (%)", color="tab:orange")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -7,12 +7,18 @@ from typing import Any, Literal
 import attrs
 from attrs import validators as v
 
+from sslcore.engine.trackers import check_trackers
+
 
 def _directory_name(_instance: Any, attribute: attrs.Attribute, value: str) -> None:
     """One path component: the run directory is ``output_dir/name``, never ``output_dir`` itself or elsewhere."""
     if not value.strip() or value in (".", "..") or "/" in value or "\\" in value:
         raise ValueError(f"'{attribute.name}' must be one directory name (not empty, '.', '..' or a path), "
                          f"got {value!r}")
+
+
+#: Evaluations during training when ``run.eval_every`` is unset: with those before and after, a kNN curve of 6 points.
+AUTO_EVALUATIONS = 4
 
 
 @attrs.frozen(kw_only=True)
@@ -23,7 +29,8 @@ class RunSettings:
     ``epochs`` sets the length in passes over the training set; ``steps`` caps it in optimizer steps
     (give either or both). ``name`` is one directory name: the run directory is ``output_dir/name``.
     ``resume`` is ``auto`` (latest checkpoint in the run directory, if any), ``never`` (start over), or a
-    checkpoint path.
+    checkpoint path. ``eval_every`` (steps) unset evaluates :data:`AUTO_EVALUATIONS` times during training (besides
+    before and after), 0 only before and after.
     """
 
     name: str = attrs.field(default="run", validator=_directory_name)
@@ -38,16 +45,23 @@ class RunSettings:
     log_every: int = attrs.field(default=10, validator=v.gt(0))
     checkpoint_every: int = attrs.field(default=0, validator=v.ge(0))
     keep_checkpoints: int = attrs.field(default=2, validator=v.gt(0))
-    eval_every: int = attrs.field(default=0, validator=v.ge(0))
+    eval_every: int | None = attrs.field(default=None, validator=v.optional(v.ge(0)))
     resume: str = "auto"
     grad_clip: float | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
     sync_batchnorm: bool = True
-    trackers: tuple[str, ...] = ()
+    trackers: tuple[str, ...] = attrs.field(default=(), validator=check_trackers)
     progress: bool = True
 
     def __attrs_post_init__(self) -> None:
         if self.epochs is None and self.steps is None:
             raise ValueError("give epochs or steps (or both: steps caps the run)")
+
+    def evaluation_interval(self, total_steps: int) -> int:
+        """Steps between evaluations during training (0: none): ``eval_every``, or unset, the interval that gives
+        :data:`AUTO_EVALUATIONS` evaluations before the last step."""
+        if self.eval_every is not None:
+            return self.eval_every
+        return -(-total_steps // (AUTO_EVALUATIONS + 1))
 
 
 @attrs.frozen(kw_only=True)
@@ -59,6 +73,9 @@ class OptimizerSettings:
     Biases and normalisation parameters (1-D tensors) are excluded from weight decay and from LARS
     adaptation when ``exclude_bias_and_norm`` is set. Parameters whose name starts with one of
     ``fixed_lr_prefixes`` keep the initial learning rate (SimSiam's predictor, sec. 4.2 and Table 1).
+    ``trust_ratio`` (LARS only): ``"sum_of_norms"``, ``eta ||w|| / (||g|| + lambda ||w||)`` (timm's ``Lars``, the
+    LARS paper, apex LARC as SwAV uses it), or ``"update_norm"``, ``eta ||w|| / ||g + lambda w||`` (the official
+    SimCLR, BYOL and MoCo v3 optimizers; :mod:`sslcore.engine.lars`).
     """
 
     kind: Literal["sgd", "adamw", "lars"]
@@ -71,12 +88,15 @@ class OptimizerSettings:
     betas: tuple[float, ...] = (0.9, 0.999)
     eps: float = attrs.field(default=1e-8, validator=v.gt(0))
     trust_coefficient: float = attrs.field(default=0.001, validator=v.gt(0))
+    trust_ratio: Literal["sum_of_norms", "update_norm"] = "sum_of_norms"
     exclude_bias_and_norm: bool = True
     fixed_lr_prefixes: tuple[str, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         if len(self.betas) != 2:
             raise ValueError(f"betas must have 2 values, got {len(self.betas)}")
+        if self.trust_ratio != "sum_of_norms" and self.kind != "lars":
+            raise ValueError(f"trust_ratio is a LARS option; kind = '{self.kind}' has none")
 
     def lr(self, batch_size: int) -> float:
         ratio = batch_size / self.reference_batch

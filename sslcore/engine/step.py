@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from sslcore.components.attacks import Attack, with_adversarial_loss
 from sslcore.method import Batch, Method, MethodOutput, StepInfo
 
 if TYPE_CHECKING:
@@ -34,11 +35,13 @@ def train_step(
     model: nn.Module | None = None,
     accelerator: Accelerator | None = None,
     grad_clip: float | None = None,
+    attack: Attack | None = None,
 ) -> MethodOutput:
     """One optimizer step of ``method`` on ``batch``; returns the forward's output. Nothing waits on the host.
 
     In order: the targets declared ``before_forward`` move; the forward through ``model`` (the method as wrapped
-    for DDP; the method itself when None), under ``accelerator``'s autocast when given; backward (through the
+    for DDP; the method itself when None), under ``accelerator``'s autocast when given, plus the adversarial loss of
+    ``attack`` when given (:func:`sslcore.components.attacks.with_adversarial_loss`); backward (through the
     accelerator: loss scaling, then unscaling for fp16); ``method.before_optimizer_step``; clipping of the global
     gradient norm to ``grad_clip``; the optimizer step and ``zero_grad``; the targets declared ``after_step``
     move; the forward's key-store writes, in order; ``method.after_optimizer_step``.
@@ -50,6 +53,8 @@ def train_step(
             follower.update(info.step)
     with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
         output = network(batch, info)
+        if attack is not None:  # the recipe's [attack]: clean + weight * adversarial loss
+            output = with_adversarial_loss(method, attack, batch, info, output)
     if accelerator is None:
         output.loss.backward()
     else:

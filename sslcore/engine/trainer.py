@@ -16,13 +16,17 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader
 
+from sslcore.components.attacks import build_attack
 from sslcore.console import out
-from sslcore.engine import checkpoint, run_dir
+from sslcore.engine import agreement, checkpoint, run_dir, trackers
+from sslcore.engine.collapse import CollapseGuard
 from sslcore.engine.data import EpochSampler, TrainingViews, collate
 from sslcore.engine.optim import StepSchedule, build_optimizer
-from sslcore.engine.run_log import MetricsLog, plot_curves, write_summary
+from sslcore.engine.curves import plot_curves
+from sslcore.engine.run_log import MetricsLog, write_summary
 from sslcore.engine.step import step_seed, train_step
 from sslcore.errors import SslcoreError
+from sslcore.evaluation.monitor import monitored_network
 from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import Recipe, resolve
@@ -125,8 +129,7 @@ class Trainer:
         self.accelerator = accelerator or Accelerator(
             mixed_precision=run.mixed_precision,
             kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
-            log_with=list(run.trackers) or None,
-            project_dir=str(self.run_dir),
+            **trackers.accelerator_options(run.trackers, self.run_dir),
         )
         set_seed(run.seed, deterministic=run.deterministic)
         world = self.accelerator.num_processes
@@ -152,6 +155,7 @@ class Trainer:
         parts = MethodParts(recipe, num_samples=len(self.train_data), total_steps=self.total_steps,
                             steps_per_epoch=self.steps_per_epoch)
         method = recipe.components["method"].build(parts=parts)
+        self.attack = build_attack(parts) if parts.has("attack") else None
         parts.check_all_used()
         if not isinstance(method, Method):
             raise SslcoreError(f"method '{recipe.components['method'].kind}' did not build an sslcore.Method")
@@ -162,7 +166,8 @@ class Trainer:
         self.schedule = StepSchedule(recipe.schedule, self.total_steps, self.steps_per_epoch)
 
         self.sampler = EpochSampler(len(self.train_data), self.steps_per_epoch * run.batch_size, seed=run.seed)
-        views = TrainingViews(self.train_data, recipe.require("views", needed_by="training").build(), seed=run.seed)
+        views = TrainingViews(self.train_data, recipe.require("views", needed_by="training").build(), seed=run.seed,
+                              defer_faults=world > 1)  # a corrupt row stops all processes together (agreement)
         loader = DataLoader(
             views,
             batch_size=self.local_batch,
@@ -182,22 +187,27 @@ class Trainer:
         self.evaluator = recipe.components["eval"].build() if "eval" in recipe.components else None
         self._eval_data: Any = None
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.collapse = CollapseGuard(self.method)
 
     # -- evaluation --------------------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
-        """Run the recipe's evaluator on the online backbone (main process; the others wait)."""
+        """Run the recipe's evaluator on the online backbone (main process; the others wait, and stop with it on a
+        user error such as a corrupt test row)."""
         if self.evaluator is None:
             return {}
         results: dict[str, float] = {}
+        failure: SslcoreError | None = None
         if self.accelerator.is_main_process:
             was_training = self.method.training
-            if self._eval_data is None:
-                self._eval_data = self.recipe.components["data"].build(split=EVAL_SPLIT)
-            results = self.evaluator.evaluate(
-                self.method.evaluation_network(), self.train_data, self._eval_data, self.accelerator.device
-            )
+            try:
+                if self._eval_data is None:
+                    self._eval_data = self.recipe.components["data"].build(split=EVAL_SPLIT)
+                network = monitored_network(self.method, self.evaluator)
+                results = self.evaluator.evaluate(network, self.train_data, self._eval_data, self.accelerator.device)
+            except SslcoreError as error:
+                failure = error
             self.method.train(was_training)
-        self.accelerator.wait_for_everyone()
+        agreement.raise_first(self.accelerator, failure)  # every process waits here
         return results
 
     # -- the loop ----------------------------------------------------------------------------------------------
@@ -211,6 +221,13 @@ class Trainer:
         acc = self.accelerator
         run = self.recipe.run
         resume_from = checkpoint.restore(acc, self.run_dir, run.resume, self.method)
+        if self.state.step >= self.total_steps and (self.run_dir / "summary.json").is_file():
+            if acc.is_main_process:
+                out.print(f"run already finished at step {self.state.step}; results: {self.run_dir / 'summary.json'}"
+                          " (set run.resume=never or another run.name to train again)")
+            return json.loads((self.run_dir / "summary.json").read_text())
+        trackers.start(acc, run.name, self.recipe.to_dict(), self.run_dir, self.state.step)
+        every_eval = run.evaluation_interval(self.total_steps) if self.evaluator is not None else 0
         initial: dict[str, float] = {}
         if resume_from is not None:
             if acc.is_main_process:
@@ -221,21 +238,19 @@ class Trainer:
             if acc.is_main_process:
                 self.metrics.truncate_after(-1)
             initial = {f"{k}_init": v for k, v in self.evaluate().items()}
-            if initial and acc.is_main_process:
-                self.metrics.write({"step": 0, **initial, **{k.removesuffix("_init"): v for k, v in initial.items()}})
-                out.print("before training: " + _format(initial))
-        if self.state.step >= self.total_steps and (self.run_dir / "summary.json").is_file():
-            if acc.is_main_process:
-                out.print(f"run already finished at step {self.state.step}; results: {self.run_dir / 'summary.json'}"
-                          " (set run.resume=never or another run.name to train again)")
-            return json.loads((self.run_dir / "summary.json").read_text())
-        acc.init_trackers(run.name, config=self.recipe.to_dict())
+            if initial:
+                record = {**initial, **{k.removesuffix("_init"): v for k, v in initial.items()}}
+                acc.log(record, step=0)
+                if acc.is_main_process:
+                    self.metrics.write({"step": 0, **record})
+                    out.print("before training: " + _format(initial))
         started = time.perf_counter()
         images = 0
         last_loss = float("nan")
         window = LossWindow(acc.device)
         window.restore(self.state.loss_sums, self.state.loss_steps, acc.process_index, acc.num_processes)
         skipped = torch.zeros((), dtype=torch.long, device=acc.device)  # this process's, since the last checkpoint
+        fault: str | None = None  # the first corrupt row this process met (several processes: reported together)
         with StopRequest() as stop, _progress(acc.is_main_process and run.progress) as progress:
             task = progress.add_task("train", total=self.total_steps, completed=self.state.step, info="")
             while self.state.step < self.total_steps:
@@ -247,15 +262,17 @@ class Trainer:
                     output = self._step(raw, StepInfo(self.state.step, self.total_steps, self.steps_per_epoch))
                     window.add(output.loss)
                     skipped += raw["skipped"]
+                    fault = fault or raw.get("fault")
                     self.state.step += 1
                     images += run.batch_size
                     window_images += run.batch_size
                     step = self.state.step
-                    evaluate = bool(run.eval_every) and step % run.eval_every == 0 and step != self.total_steps
+                    evaluate = bool(every_eval) and step % every_eval == 0 and step != self.total_steps
                     record = step % run.log_every == 0 or step == self.total_steps or evaluate
                     save = bool(run.checkpoint_every) and step % run.checkpoint_every == 0 and step != self.total_steps
                     # The only wait on the device: at the same steps on every process (one process also stops at once).
                     if record or save or (acc.num_processes == 1 and stop.signal is not None):
+                        agreement.raise_first(acc, SslcoreError(fault) if fault else None)
                         sums, stopped = self._check(window, stop.signal is not None)
                         if record:
                             rate = window_images / max(time.perf_counter() - window_start, 1e-9)
@@ -267,8 +284,11 @@ class Trainer:
                                      **{k: float(v) for k, v in output.logs.items()}}
                             if evaluate:
                                 entry.update(self.evaluate())
+                            warning = self.collapse.check()
                             if acc.is_main_process:
                                 self.metrics.write(entry)
+                                if warning:
+                                    out.print(warning)
                             acc.log(entry, step=step)
                             progress.update(task, completed=step, info=f"epoch {epoch} loss {last_loss:.4f} "
                                                                        f"lr {entry['lr']:.3g} {rate:.0f} img/s")
@@ -298,7 +318,7 @@ class Trainer:
         self.schedule.apply(self.optimizer, info.step)
         batch = Batch(views=raw["views"], index=raw["index"], label=raw.get("label"))
         return train_step(self.method, self.optimizer, batch, info, model=self.model, accelerator=self.accelerator,
-                          grad_clip=self.recipe.run.grad_clip)
+                          grad_clip=self.recipe.run.grad_clip, attack=self.attack)
 
     def _count_skipped(self, skipped: torch.Tensor) -> None:
         """Add the samples of corrupt rows every process skipped since the last call to the run's count (a
@@ -341,6 +361,7 @@ class Trainer:
             write_summary(self.run_dir / "summary.json", summary)
             plot_curves(self.metrics.read(), self.run_dir / "curves.png")
             save_networks(self.method.exported_networks(), self.run_dir, self.recipe)
+            self.method.write_outputs(self.run_dir)
             if final:
                 out.print("after training: " + _format(final) + (f"  (before: {_format(initial)})" if initial else ""))
             out.print(f"run directory: {self.run_dir}")

@@ -7,6 +7,8 @@ of zhirongw/lemniscate.pytorch ``test.py``, both with k = 200 and T = 0.07 (the 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import attrs
 import datasets
 import torch
@@ -75,7 +77,12 @@ class KnnConfig:
     ``k``: neighbours (200 as InstDisc / DINO; DINO also reports 20); ``temperature``: T of the vote weights
     exp(s / T); ``batch_size`` / ``num_workers``: of the feature-extraction loaders; ``limit_train`` /
     ``limit_eval``: use only the first n images of the train (memory) / eval (query) split; ``transform``:
-    the evaluation view (must match the training views' resolution and normalization).
+    the evaluation view (must match the training views' resolution and normalization); ``features``:
+    ``"backbone"`` (what a run exports) or ``"head"``, the normalised output of the method's projection head, as
+    the official monitors of InstDisc, MoCo and InvaSpread (:mod:`sslcore.evaluation.monitor`; the engine's
+    monitor only: ``sslcore eval knn`` scores the exported backbone); ``raw_pixels``: also report
+    ``raw_pixels_knn_top1``, the same kNN on the flattened pixels of the evaluation view, the floor any
+    representation must clear (computed once per evaluator: the images do not change).
     """
 
     k: int = attrs.field(default=200, validator=v.gt(0))
@@ -85,6 +92,8 @@ class KnnConfig:
     limit_train: int | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
     limit_eval: int | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
     transform: EvalViewsConfig = attrs.field(factory=EvalViewsConfig)
+    features: Literal["backbone", "head"] = "backbone"
+    raw_pixels: bool = False
 
 
 class KnnEvaluator:
@@ -96,6 +105,8 @@ class KnnEvaluator:
     def __init__(self, config: KnnConfig) -> None:
         self.config = config
         self.transform = build_eval(config.transform)
+        self.features = config.features
+        self._raw_pixels: dict[str, float] = {}
 
     def evaluate(
         self,
@@ -104,9 +115,21 @@ class KnnEvaluator:
         eval_dataset: datasets.Dataset,
         device: torch.device | str,
     ) -> dict[str, float]:
+        results = self._accuracy(backbone, train_dataset, eval_dataset, device)
+        if self.config.raw_pixels:
+            if not self._raw_pixels:
+                pixels = self._accuracy(nn.Flatten(), train_dataset, eval_dataset, device)
+                self._raw_pixels = {"raw_pixels_knn_top1": pixels["knn_top1"]}
+            results.update(self._raw_pixels)
+        return results
+
+    def _accuracy(
+        self, network: nn.Module, train_dataset: datasets.Dataset, eval_dataset: datasets.Dataset,
+        device: torch.device | str,
+    ) -> dict[str, float]:
         config = self.config
         data = labelled_features(
-            backbone, train_dataset, eval_dataset, self.transform, evaluator="kNN", limit_train=config.limit_train,
+            network, train_dataset, eval_dataset, self.transform, evaluator="kNN", limit_train=config.limit_train,
             limit_eval=config.limit_eval, batch_size=config.batch_size, num_workers=config.num_workers, device=device,
         )
         scores = knn_classify(

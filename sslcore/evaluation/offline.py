@@ -7,14 +7,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from accelerate import PartialState
 from safetensors.torch import load_file
 from torch import nn
 
-from accelerate import PartialState
-
+from sslcore.config import unstructure
 from sslcore.console import out
 from sslcore.engine.trainer import EVAL_SPLIT, TRAIN_SPLIT
 from sslcore.errors import SslcoreError
+from sslcore.evaluation.saved import save_evaluation
 from sslcore.export import BACKBONE_FILE, DESCRIPTION_KEY, build_backbone, load_backbone, load_strictly, read_metadata
 from sslcore.method import MethodParts
 from sslcore.plugins import PluginHost
@@ -54,7 +55,10 @@ def evaluate_run(run_dir: str, protocol: str, overrides: Sequence[str], host: Pl
         train_data = data.build(split=TRAIN_SPLIT)
         backbone = _load_backbone(document, directory / BACKBONE_FILE, str(recipe_path), host)
     results = evaluator.build().evaluate(backbone, train_data, data.build(split=EVAL_SPLIT), PartialState().device)
-    out.print(json.dumps(results))
+    saved = save_evaluation(directory, {"kind": evaluator.kind, **unstructure(evaluator.config)}, results)
+    if saved is not None:
+        out.print(f"results appended to {saved}")
+    out.print(json.dumps(results))  # last: the line a script reads
     return results
 
 

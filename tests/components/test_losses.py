@@ -129,16 +129,18 @@ def infonce_reference(q, k, negatives, t):
 
 
 def ntxent_reference(z1, z2, t, anchors_of):
-    """SimCLR Eq. 1 over the interleaved 2N vectors (view 1 of sample k at 2k, view 2 at 2k+1), averaged over
-    the anchors of the samples ``anchors_of``."""
+    """SimCLR's loss as the official objective.py computes it over the interleaved 2N vectors (view 1 of sample k
+    at 2k, view 2 at 2k+1): ``loss_a + loss_b``, the means over view-1 and view-2 anchors of the samples
+    ``anchors_of`` of Eq. 1's terms (twice the paper's mean over 2N)."""
     z = [unit(v) for pair in zip(z1, z2) for v in pair]
 
     def ell(i, j):
         den = sum(torch.exp(dot(z[i], z[k]) / t) for k in range(len(z)) if k != i)
         return -torch.log(torch.exp(dot(z[i], z[j]) / t) / den)
 
-    losses = [ell(2 * s, 2 * s + 1) + ell(2 * s + 1, 2 * s) for s in anchors_of]
-    return torch.stack(losses).sum() / (2 * len(anchors_of))
+    loss_a = torch.stack([ell(2 * s, 2 * s + 1) for s in anchors_of]).mean()
+    loss_b = torch.stack([ell(2 * s + 1, 2 * s) for s in anchors_of]).mean()
+    return loss_a + loss_b
 
 
 def mocov3_reference(q, k_all, t, offset):

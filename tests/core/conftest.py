@@ -157,6 +157,16 @@ def _evaluators(registry):
     registry.add("toy_knn", build_toy, ToySizeConfig)
 
 
+@hookimpl
+def _sample_buffers(registry):
+    registry.add("toy_buffer", build_toy, ToySizeConfig)
+
+
+@hookimpl
+def _attacks(registry):
+    registry.add("toy_attack", build_toy, ToySizeConfig)
+
+
 def plugin_module(name: str, **functions: Callable[..., Any]) -> ModuleType:
     """A plugin module named ``name`` whose attributes are ``functions`` (e.g. hook implementations)."""
     module = ModuleType(name)
@@ -185,6 +195,8 @@ def make_toy_plugin() -> ModuleType:
         sslcore_register_datasets=_datasets,
         sslcore_register_transforms=_transforms,
         sslcore_register_evaluators=_evaluators,
+        sslcore_register_attacks=_attacks,
+        sslcore_register_sample_buffers=_sample_buffers,
     )
 
 

@@ -396,13 +396,13 @@ CASES = [
     Case(
         "unknown command",
         ("chek",),
-        "sslcore: argument command: invalid choice: 'chek' (choose from 'run', 'check', 'list', 'plugins', "
+        "sslcore: argument command: invalid choice: 'chek' (choose from 'launch', 'run', 'check', 'list', 'plugins', "
         "'recipes', 'embed', 'eval', 'export'); see `sslcore --help`",
     ),
     Case(
         "missing argument",
         ("check",),
-        "sslcore check: the following arguments are required: recipe; see `sslcore check --help`",
+        "no recipe given; name a recipe (`sslcore recipes` lists them) or use --data DIR",
     ),
 ]
 

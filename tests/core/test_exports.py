@@ -20,10 +20,10 @@ from sslcore.recipe import Recipe, read_toml, resolve_document
 
 
 def _tiny_recipe(path: Path, host: PluginHost) -> Recipe:
-    """The shipped recipe with small backbones: ViTs at 32 px, never downloading weights."""
+    """The shipped recipe with small backbones: timm ViTs at 32 px, never downloading weights."""
     document = read_toml(path)
     tables = [document["backbone"]] if "backbone" in document else list(document["backbones"].values())
-    for table in tables:
+    for table in (table for table in tables if table["kind"] == "timm"):  # plugins' own backbones download nothing
         table["pretrained"] = False
         if table["name"].startswith("vit_"):
             table["img_size"] = 32

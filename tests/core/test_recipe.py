@@ -23,7 +23,7 @@ name = "say \\"hi\\" — ünïcode"
 batch_size = 256
 epochs = 3
 steps = 40
-trackers = ["csv"]
+trackers = ["tensorboard"]
 grad_clip = 3.0
 mixed_precision = "bf16"
 
@@ -141,7 +141,7 @@ def test_resolved_values_have_exact_types(toy_host: PluginHost, write_recipe) ->
         batch_size=256,
         epochs=3,
         steps=40,
-        trackers=("csv",),
+        trackers=("tensorboard",),
         grad_clip=3.0,
         mixed_precision="bf16",
     )

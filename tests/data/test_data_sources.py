@@ -62,7 +62,7 @@ def _hf_dataset(n: int, image_column: str = "image") -> datasets.Dataset:
 def test_all_sources_are_registered():
     registry = Registry("dataset")
     sslcore_register_datasets(registry)
-    assert registry.names() == ["digits", "hub", "image_folder", "parquet", "saved"]
+    assert registry.names() == ["digits", "hub", "image_folder", "images", "parquet", "saved"]
     assert registry.get("parquet").config is ParquetSourceConfig
 
 

@@ -81,3 +81,10 @@ def accelerate_launch(args: list[str], env: dict[str, str], *, timeout: int = 30
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
     return subprocess.run([*launcher, "-m", "sslcore.run", *args], env=dict(env, ACCELERATE_USE_CPU="1"),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def sslcore_launch(args: list[str], env: dict[str, str], *, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``sslcore launch --cpu --num_processes 2 ARGS``: two gloo processes through sslcore's launcher wrapper."""
+    launcher = [sys.executable, "-m", "sslcore.cli", "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+    return subprocess.run([*launcher, *args], env=env, capture_output=True, text=True, timeout=timeout)

@@ -26,11 +26,13 @@ from sslcore.recipe import resolve
 # 4 steps per epoch (64 samples, batch 16); the step-3 checkpoint is mid-epoch, steps 4-6 cross into epoch 1.
 SHORT = ["run.steps=6", "run.checkpoint_every=3", "run.log_every=1", "run.eval_every=2", "run.progress=false",
          "data.train_limit=64", "eval.limit_train=32", "eval.limit_eval=16"]
-SMOKE = ["byol_smoke", "cmc_smoke", "cmc_moco_smoke", "cpc_smoke", "dino_smoke", "instdisc_smoke", "invaspread_smoke",
-         "moco_smoke", "mocov3_smoke", "simclr_smoke", "simsiam_smoke", "supcon_smoke", "swav_smoke"]
-#: Each draws random numbers inside its step (shuffling BN, memory-bank negatives, per-patch augmentation): run on
-#: every CI run; the other recipes' two-process resume is marked slow only to keep quick local loops quick.
-RANDOM_IN_THE_STEP = ["moco_smoke", "instdisc_smoke", "cpc_smoke"]
+SMOKE = ["advprop_smoke", "byol_smoke", "clae_invaspread_smoke", "clae_smoke", "cmc_smoke", "cmc_moco_smoke",
+         "cpc_smoke", "dino_smoke", "hdge_smoke", "instdisc_smoke", "invaspread_smoke", "jem_smoke", "moco_smoke",
+         "mocov3_smoke", "simclr_smoke", "simsiam_smoke", "supcon_smoke", "swav_smoke"]
+#: Each draws random numbers inside its step (shuffling BN, memory-bank negatives, per-patch augmentation, SGLD chains
+#: from a per-process replay buffer, PGD's random start): run on every CI run; the other recipes' two-process resume
+#: is marked slow only to keep quick local loops quick.
+RANDOM_IN_THE_STEP = ["moco_smoke", "instdisc_smoke", "cpc_smoke", "jem_smoke", "advprop_smoke"]
 
 
 def small(name: str) -> list[str]:

@@ -15,7 +15,7 @@ import engine_test_plugin
 import pytest
 import torch
 from accelerate import Accelerator
-from engine_support import accelerate_launch, recipe_text
+from engine_support import accelerate_launch, recipe_text, sslcore_launch
 
 from sslcore import cli
 from sslcore.engine import trainer as trainer_module
@@ -98,10 +98,34 @@ def test_a_damaged_latest_checkpoint_is_reported_and_the_previous_one_resumed(re
     assert losses(run_dir) == straight
 
 
+def half(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_a_checkpoint_written_before_manifests_existed_resumes_exactly(recipe, tmp_path, capsys):
+    """sslcore wrote no manifest.json before; such a checkpoint resumes, its files checked by what they are."""
+    run_dir = tmp_path / "out" / "r"
+    train(recipe)
+    straight = losses(run_dir)
+    checkpoints = run_dir / "checkpoints"
+    for step in ("step_00000002", "step_00000004"):
+        (checkpoints / step / "manifest.json").unlink()
+    half(checkpoints / "step_00000004" / "optimizer.bin")  # a damaged one without a manifest is still found
+    (run_dir / "summary.json").unlink()
+    capsys.readouterr()
+    train(recipe)
+    printed = capsys.readouterr().out
+    assert (f"skipping checkpoint {checkpoints / 'step_00000004'}: optimizer.bin is truncated or not a file torch "
+            "wrote (the checkpoint has no manifest.json); trying the previous one") in printed
+    assert f"resumed from {checkpoints / 'step_00000002'} at step 2" in printed
+    assert losses(run_dir) == straight
+
+
 def test_without_a_usable_checkpoint_the_error_names_the_directory_to_remove(recipe, tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "out" / "r"
     train(recipe)
-    (run_dir / "checkpoints" / "step_00000004" / "manifest.json").unlink()
+    (run_dir / "checkpoints" / "step_00000004" / "manifest.json").unlink()  # as before manifests, then truncated:
+    half(run_dir / "checkpoints" / "step_00000004" / "optimizer.bin")
     empty(run_dir / "checkpoints" / "step_00000002" / "pytorch_model.bin")
     code, stderr = run_cli(["run", str(recipe)], monkeypatch, capsys)
     line = one_line(stderr)
@@ -183,17 +207,19 @@ def test_a_changed_number_of_processes_or_an_indivisible_batch_is_reported_once(
             f"run.output_dir={tmp_path}"]
     plugins = PluginHost()
     Trainer(resolve(args[0], plugins, args[1:]), plugins).fit()
-    for overrides, message in (
-        ([], "holds the sharded key stores of 1 process, but this run has 2"),
-        (["run.batch_size=15", "run.name=odd"], "run.batch_size = 15 does not divide over 2 processes"),
-    ):
-        launched = accelerate_launch([*args, *overrides], env)
-        combined = launched.stdout + launched.stderr
-        assert combined.count(message) == 1 and combined.count("error: ") == 1, combined[-3000:]
-        # Each process exits with code 2. The launcher then raises ChildFailedError (its own traceback, exit code 1):
-        # torch's elastic agent does so whenever a process fails, whatever its exit code.
-        assert re.findall(r"exitcode\s+: (\d+)", combined) == ["2", "2"], combined[-3000:]
-        assert combined.count("Traceback (most recent call last)") == 1 and launched.returncode == 1
+    launched = accelerate_launch(args, env)
+    combined = launched.stdout + launched.stderr
+    message = "holds the sharded key stores of 1 process, but this run has 2"
+    assert combined.count(message) == 1 and combined.count("error: ") == 1, combined[-3000:]
+    # Each process exits with code 2. The launcher then raises ChildFailedError (its own traceback, exit code 1):
+    # torch's elastic agent does so whenever a process fails, whatever its exit code.
+    assert re.findall(r"exitcode\s+: (\d+)", combined) == ["2", "2"], combined[-3000:]
+    assert combined.count("Traceback (most recent call last)") == 1 and launched.returncode == 1
+    # sslcore launch exits with the processes' code 2 (both had it) and adds nothing to their one line.
+    launched = sslcore_launch([*args, "run.batch_size=15", "run.name=odd"], env)
+    assert launched.returncode == 2, launched.stderr[-3000:]
+    assert launched.stderr.count("error: ") == 1 and "Traceback" not in launched.stderr, launched.stderr[-3000:]
+    assert "run.batch_size = 15 does not divide over 2 processes" in launched.stderr
 
 
 # -- divergence ---------------------------------------------------------------------------------------------------

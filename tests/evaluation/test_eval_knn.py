@@ -12,6 +12,7 @@ from torch import nn
 
 from sslcore.config import structure
 from sslcore.data.sources import DigitsSourceConfig, build_digits
+from sslcore.data.views import EvalViewsConfig
 from sslcore.errors import SslcoreError
 from sslcore.evaluation.features import topk_accuracy
 from sslcore.evaluation.knn import KnnConfig, KnnEvaluator, knn_classify
@@ -120,6 +121,20 @@ def test_knn_evaluator_on_digits(digits):
     assert set(metrics) == {"knn_top1", "knn_top5"}
     assert metrics["knn_top1"] > 90.0 and metrics["knn_top5"] >= metrics["knn_top1"]
     assert backbone.seen == 1000 + 360 and backbone.training
+
+
+def test_raw_pixels_are_scored_once_beside_the_backbone(digits):
+    config = KnnConfig(k=20, limit_train=200, limit_eval=100, num_workers=0, raw_pixels=True,
+                       transform=EvalViewsConfig(size=16))
+    evaluator = KnnEvaluator(config)
+    scored, accuracy = [], evaluator._accuracy
+    evaluator._accuracy = lambda network, *rest: scored.append(type(network).__name__) or accuracy(network, *rest)
+    first = evaluator.evaluate(CountingPool(), digits[0], digits[1], "cpu")
+    second = evaluator.evaluate(CountingPool(), digits[0], digits[1], "cpu")
+    assert set(first) == {"knn_top1", "knn_top5", "raw_pixels_knn_top1"} and second == first
+    assert scored == ["CountingPool", "Flatten", "CountingPool"]
+    assert first["raw_pixels_knn_top1"] > 80.0  # 16 px digits: raw pixels are a strong kNN baseline
+    assert KnnConfig().raw_pixels is False
 
 
 def test_knn_evaluator_needs_valid_labels(digits):

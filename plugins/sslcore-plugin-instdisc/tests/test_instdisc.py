@@ -17,6 +17,7 @@ from sslcore import distributed
 from sslcore.components.heads import MLPHead, MLPHeadConfig
 from sslcore.components.key_stores import MemoryBank
 from sslcore.components.losses import NCELoss
+from sslcore.engine.optim import StepSchedule
 from sslcore.errors import SslcoreError
 from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
@@ -139,6 +140,12 @@ def test_recipes_resolve_and_smoke_builds():
     assert (paper.run.batch_size, paper.run.epochs, paper.optimizer.base_lr) == (256, 200, 0.03)
     cifar = resolve("instdisc_cifar10", host)
     assert cifar.components["data"].kind == "parquet" and cifar.components["backbone"].config.cifar_stem
+    # lemniscate.pytorch cifar.py at HEAD: --lr 0.03, lr * 0.1 ** ((epoch - 80) // 40) from epoch 80.
+    assert cifar.optimizer.base_lr * cifar.run.batch_size / cifar.optimizer.reference_batch == 0.03
+    schedule = StepSchedule(cifar.schedule, total_steps=200 * 390, steps_per_epoch=390)
+    for epoch in (0, 79, 80, 119, 120, 159, 160, 199):
+        official = 0.1 ** ((epoch - 80) // 40) if epoch >= 80 else 1.0
+        assert schedule.lr_factor(epoch * 390) == pytest.approx(official), epoch
 
     torch.manual_seed(0)
     _, method = build_recipe("instdisc_smoke", host, num_samples=64, total_steps=4, steps_per_epoch=4)

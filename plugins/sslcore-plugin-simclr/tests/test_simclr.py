@@ -86,7 +86,8 @@ def test_three_steps_match_algorithm_1():
         # (BatchNorm over the 2N views); then interleave to the paper's (2k-1, 2k) pairs.
         z = g(f(torch.cat([x1, x2])))
         z = torch.stack([z[k // 2] if k % 2 == 0 else z[n + k // 2] for k in range(2 * n)])
-        reference = nt_xent_algorithm_1(z, tau)
+        # google-research/simclr objective.py returns loss_a + loss_b: twice Alg. 1's mean over the 2N views.
+        reference = 2 * nt_xent_algorithm_1(z, tau)
         reference_optimizer.zero_grad()
         reference.backward()
         reference_optimizer.step()
@@ -138,7 +139,8 @@ def test_queue_key_store_swaps_in():
     z = torch.nn.functional.normalize(copy.deepcopy(method).encoder(torch.cat([x1, x2])), dim=1)
     positive = torch.cat([z[n:], z[:n]])
     logits = torch.cat([(z * positive).sum(dim=1, keepdim=True), z @ torch.nn.functional.normalize(bank, dim=1).T], 1)
-    expected = torch.nn.functional.cross_entropy(logits / tau, torch.zeros(2 * n, dtype=torch.long))
+    # times 2: the ntxent loss returns the official loss_a + loss_b, twice the mean over the 2N queries
+    expected = 2 * torch.nn.functional.cross_entropy(logits / tau, torch.zeros(2 * n, dtype=torch.long))
     optimizer = torch.optim.SGD(method.parameters(), lr=0.5, momentum=0.9)
     losses = []
     for step in range(3):
@@ -270,3 +272,17 @@ def test_engine_runs_the_smoke_recipe(tmp_path):
     assert summary["steps"] == 4 and math.isfinite(summary["final_loss"])
     assert "knn_top1" in summary
     assert (tmp_path / "simclr_smoke" / "backbone.safetensors").is_file()
+
+
+def test_recipes_use_the_official_lars_and_offer_the_current_readme():
+    host = PluginHost()
+    for name in ("simclr_resnet50", "simclr_cifar10", "simclrv2_resnet50"):
+        assert resolve(name, host).optimizer.trust_ratio == "update_norm"  # lars_optimizer.py: eeta ||w|| / ||g + wd w||
+    first = resolve("simclr_resnet50", host).optimizer
+    # the header's overrides of the current README (244e712): --learning_rate=0.075 --learning_rate_scaling=sqrt
+    current = resolve("simclr_resnet50", host, ["optimizer.base_lr=0.075", "optimizer.lr_scaling=sqrt",
+                                                 "optimizer.reference_batch=1", "optimizer.weight_decay=1e-4"]).optimizer
+    assert first.lr(4096) == pytest.approx(current.lr(4096)) == pytest.approx(4.8)  # equal at the paper's batch
+    assert current.lr(256) == pytest.approx(1.2) and first.lr(256) == pytest.approx(0.3)
+    text = (RECIPES / "simclr_resnet50.toml").read_text()
+    assert "optimizer.base_lr=0.075 optimizer.lr_scaling=sqrt" in text and "optimizer.weight_decay=1e-4" in text

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sslcore.components.losses.collapse import log_candidates
 from sslcore.keys import Keys, contrast_logits
 
 
@@ -52,6 +53,10 @@ class InfoNCELoss(nn.Module):
         per query such as memory-bank draws)."""
         logits, target = contrast_logits(query, keys, loss=self.name, normalize=self.normalize)
         return F.cross_entropy(logits / self.temperature, target)
+
+    def collapse_value(self, query: torch.Tensor, keys: Keys) -> float:
+        """The loss when every embedding is the same: ``ln C`` over the C candidate keys."""
+        return log_candidates(query, keys)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, normalize={self.normalize}"

@@ -15,10 +15,13 @@ are constants: the gradient reaches each feature only through its own row, as an
 
 from __future__ import annotations
 
+import math
+
 import attrs
 import torch
 from torch import nn
 
+from sslcore.components.losses.collapse import num_candidates
 from sslcore.keys import Keys
 
 
@@ -69,6 +72,11 @@ class InvaSpreadLoss(nn.Module):
         # log(1 - s_ik / D_i) over the negatives; masked entries are exp(-inf) = 0 and add log(1) = 0.
         log_spread = torch.log1p(-log_ratio.masked_fill(negative_mask, float("-inf")).exp()).sum(dim=1)
         return -(log_positive + log_spread).sum() / query.shape[0]
+
+    def collapse_value(self, query: torch.Tensor, keys: Keys) -> float:
+        """Every ratio s_ik / D_i equal to 1/C over the C candidates: ``ln C - (C - 1) ln(1 - 1/C)``."""
+        count = num_candidates(query, keys)
+        return math.log(count) - (count - 1) * math.log1p(-1 / count) if count > 1 else 0.0
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"

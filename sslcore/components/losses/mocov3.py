@@ -41,6 +41,9 @@ class MoCoV3ContrastiveLoss(InfoNCELoss):
     def forward(self, query: torch.Tensor, keys: Keys) -> torch.Tensor:
         return super().forward(query, keys) * (2 * self.temperature)
 
+    def collapse_value(self, query: torch.Tensor, keys: Keys) -> float:
+        return super().collapse_value(query, keys) * (2 * self.temperature)
+
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
 

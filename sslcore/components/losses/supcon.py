@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslcore.components.losses._checks import check_ndim
+from sslcore.components.losses.collapse import log_candidates
 from sslcore.keys import Keys
 
 
@@ -83,6 +84,11 @@ class SupConLoss(nn.Module):
         count = positives.sum(dim=1).clamp(min=1)
         mean_log_prob_pos = log_prob.masked_fill(~positives, 0.0).sum(dim=1) / count
         return -(self.temperature / self.base_temperature) * mean_log_prob_pos.mean()
+
+    def collapse_value(self, query: torch.Tensor, keys: Keys) -> float:
+        """Every softmax uniform over the C contrast entries: ``(T / T_base) ln C`` (each anchor having a
+        positive, as with two or more views)."""
+        return self.temperature / self.base_temperature * log_candidates(query, keys)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, base_temperature={self.base_temperature}, normalize={self.normalize}"

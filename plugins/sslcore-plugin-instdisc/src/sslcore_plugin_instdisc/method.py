@@ -76,6 +76,10 @@ class InstDisc(Method):
         write = KeyWrite(self.memory_bank, features.detach(), index=batch.index)
         return MethodOutput(loss, {"nce_normalizer": self.loss.normalizer.detach()}, [write])
 
+    def head_network(self) -> nn.Module:
+        """Backbone and embedding: the 128-d features lemniscate's test.py kNN scores (normalised by the monitor)."""
+        return nn.Sequential(self.backbone, self.embedding)
+
 
 def build_instdisc(config: InstDiscConfig, parts: MethodParts) -> InstDisc:
     """InstDisc: one view, 128-d unit features, NCE against a momentum-updated memory bank."""

@@ -1,0 +1,25 @@
+"""Registers the ``advprop`` method (supervised classification), the ``crop_flip`` views and the recipes shipped in
+``recipes/``."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from sslcore import hookimpl
+from sslcore_plugin_advprop.method import SupervisedConfig, build_supervised
+from sslcore_plugin_advprop.views import CropFlipViewsConfig, build_crop_flip
+
+
+@hookimpl
+def sslcore_register_methods(registry):
+    registry.add("advprop", build_supervised, SupervisedConfig)
+
+
+@hookimpl
+def sslcore_register_transforms(registry):
+    registry.add("crop_flip", build_crop_flip, CropFlipViewsConfig)
+
+
+@hookimpl
+def sslcore_register_recipes(registry):
+    registry.add_directory(files("sslcore_plugin_advprop") / "recipes")
