@@ -46,8 +46,8 @@ class TimmBackboneConfig:
             timm's default (unset) is true, as torchvision's ``zero_init_residual=True`` (SimSiam, MoCo v3, SimCLR);
             false is torchvision's default, which MoCo v1/v2, InstDisc, SwAV and DINO's ResNet-50 trained with.
         norm_layer: timm's name of the normalisation layer, for models that take one (ResNets); ``groupnorm1`` is
-            layer normalisation over each sample's C x H x W (CPC v2 sec. 4.1); timm's default if unset. A timm
-            option, so exports record it and timm alone rebuilds the network.
+            layer normalisation over each sample's C x H x W (Hénaff et al. 2020 sec. 4.1); timm's default if
+            unset. A timm option, so exports record it and timm alone rebuilds the network.
         dual_bn: give every BatchNorm an auxiliary twin, which forwards inside
             ``sslcore.components.dual_bn.auxiliary_batchnorm`` use (adversarial views, Xie et al. 2020 sec. 3.3);
             evaluation and exports use the main BatchNorms only, so the export stays a plain timm model.

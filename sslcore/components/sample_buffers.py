@@ -47,7 +47,7 @@ class SampleBuffer(nn.Module, abc.ABC):
 
 @attrs.frozen(kw_only=True)
 class ReplayConfig:
-    """A replay buffer of images (JEM's ``--buffer_size 10000 --reinit_freq 0.05``, images ~ U(-1, 1)).
+    """A replay buffer of images (Grathwohl et al. 2020: ``--buffer_size 10000 --reinit_freq 0.05``, images ~ U(-1, 1)).
 
     Attributes:
         size: images over all processes; each holds ``size / world_size``.
@@ -69,8 +69,8 @@ class ReplayConfig:
 class ReplayBuffer(SampleBuffer):
     """``size`` images per process, filled with U(low, high) noise at the first draw; a chain starts from a stored
     image drawn uniformly (with replacement), or with probability ``reinit`` from fresh noise, as ``sample_p_0``
-    of wgrathwohl/JEM ``train_wrn_ebm.py``. Every random number comes from torch's global generator, which the
-    engine seeds per (seed, step, process), so a resumed run draws what an uninterrupted one would."""
+    of Grathwohl et al.'s official ``train_wrn_ebm.py``. Every random number comes from torch's global generator,
+    which the engine seeds per (seed, step, process), so a resumed run draws what an uninterrupted one would."""
 
     def __init__(self, size: int, *, reinit: float, low: float, high: float) -> None:
         super().__init__()

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from torch.utils.data import DataLoader
 
 from sslcore.components.attacks import build_attack
+from sslcore.components.dual_bn import has_dual_batchnorm
 from sslcore.console import out
 from sslcore.engine import agreement, checkpoint, run_dir, trackers
 from sslcore.engine.collapse import CollapseGuard
@@ -159,6 +160,9 @@ class Trainer:
         parts.check_all_used()
         if not isinstance(method, Method):
             raise SslcoreError(f"method '{recipe.components['method'].kind}' did not build an sslcore.Method")
+        if self.attack is None and has_dual_batchnorm(method):
+            raise SslcoreError("a backbone has dual_bn = true but the recipe has no [attack]: its auxiliary BatchNorms "
+                               "would see no input", hint="add an [attack] table, or set dual_bn = false")
         if world > 1 and run.sync_batchnorm and self.accelerator.device.type != "cpu":
             # torch's SyncBatchNorm runs on accelerators only; CPU (gloo) runs keep per-process statistics.
             method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)

@@ -69,3 +69,13 @@ def test_the_export_holds_the_main_statistics_and_loads_strictly_in_timm(tmp_pat
 def test_a_model_without_batchnorm_is_an_error():
     with pytest.raises(SslcoreError, match="has no BatchNorm"):
         build_timm_backbone(TimmBackboneConfig(name="vit_tiny_patch16_224", img_size=32, dual_bn=True))
+
+
+def test_dual_bn_without_an_attack_is_an_error(tmp_path: Path, monkeypatch):
+    """Twins that no forward reaches would get no gradient (and DDP on several processes refuses that)."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    from sslcore.engine.trainer import train_from_recipe
+
+    with pytest.raises(SslcoreError, match=r"dual_bn = true but the recipe has no \[attack\]"):
+        train_from_recipe("simclr_smoke", [f"run.output_dir={tmp_path}", "backbone.dual_bn=true"], host=PluginHost())
+    assert not (tmp_path / "simclr_smoke" / "metrics.jsonl").exists()
