@@ -45,6 +45,7 @@ def _worker(rank: int, world: int, port: int, fn: Callable[..., Any], args: tupl
     try:
         result = fn(rank, world, *args)
         torch.save(result, os.path.join(out_dir, f"{rank}.pt"))
+        dist.barrier()  # no rank tears gloo down while another still talks to it (a std::terminate otherwise)
     finally:
         dist.destroy_process_group()
 

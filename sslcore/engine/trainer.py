@@ -276,11 +276,12 @@ class Trainer:
                     save = bool(run.checkpoint_every) and step % run.checkpoint_every == 0 and step != self.total_steps
                     # The only wait on the device: at the same steps on every process (one process also stops at once).
                     if record or save or (acc.num_processes == 1 and stop.signal is not None):
+                        paused = time.perf_counter()  # evaluation and checkpoints below do not count as training
                         agreement.raise_first(acc, SslcoreError(fault) if fault else None)
                         sums, stopped = self._check(window, stop.signal is not None)
                         if record:
-                            rate = window_images / max(time.perf_counter() - window_start, 1e-9)
-                            window_start, window_images = time.perf_counter(), 0
+                            rate = window_images / max(paused - window_start, 1e-9)
+                            window_start, window_images = paused, 0
                             last_loss = sum(sums) / (acc.num_processes * window.steps)
                             window.restore()
                             entry = {"step": step, "epoch": epoch, "loss": last_loss,
@@ -303,6 +304,7 @@ class Trainer:
                             checkpoint.save_checkpoint(acc, self.run_dir, step, run.keep_checkpoints, self.method)
                         if stopped:
                             raise Interrupted(stop.signal or signal.SIGTERM, step)
+                        window_start += time.perf_counter() - paused
                     progress.update(task, completed=step)
                     if step >= self.total_steps:
                         break
