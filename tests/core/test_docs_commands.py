@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -138,9 +139,9 @@ def test_the_docs_show_commands_and_every_skipped_one_is_still_there():
 
 # -- running them -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def place(tmp_path_factory) -> Path:
+def place(tmp_path_factory) -> Iterator[Path]:
     """A working directory that looks like the repository's root (relative paths of the docs resolve from it), with
-    ``../shared`` beside it; runs go to its ``runs/``."""
+    ``../shared`` beside it; runs go to its ``runs/``. Removed after the module: its runs hold about 1.5 GB."""
     root = tmp_path_factory.mktemp("docs")
     work = root / "work"
     work.mkdir()
@@ -153,7 +154,8 @@ def place(tmp_path_factory) -> Path:
         folder = images / ("a" if index % 2 else "") / ""
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.full((12, 12, 3), 5 * index, dtype=np.uint8)).save(folder / f"{index}.png")
-    return work
+    yield work
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
