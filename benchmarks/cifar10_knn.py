@@ -1,24 +1,29 @@
 """CIFAR-10 kNN after a short, equal budget: every method's CIFAR-10 recipe against its random initialisation.
 
     python -m benchmarks.cifar10_knn --markdown docs/cifar10-knn.md --json cifar10-knn.json
+    python -m benchmarks.cifar10_knn --peer lightly --seeds 0,1 --methods "SimCLR,MoCo v2,BYOL"
 
 Each method trains from its plugin's CIFAR-10 recipe (method, heads, views, optimizer and loss as written) with
 the same budget: backbone, epochs, training images, global batch and seed are overridden for all alike, and
 warm-up is shortened to a tenth of the budget. The kNN monitor (k, T) is the same for every row, and the
 engine reports it twice in one run: on the backbone at initialisation and after training. A raw-pixel kNN
-on the same images and protocol is the floor any useful representation must clear.
+on the same images and protocol is the floor any useful representation must clear. With ``--peer lightly``,
+each method that lightly offers is also trained as lightly's components assemble it, on the same data, views,
+budget, seed and initial backbone, and scored by the same kNN (``benchmarks/lightly_peer.py``); ``--seeds``
+repeats every run per seed, so a reader sees whether a difference is within seed noise.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -113,6 +118,20 @@ def train_method(name: str, budget: Budget, runs_dir: Path) -> dict:
     return summary
 
 
+def train_peer(name: str, budget: Budget, runs_dir: Path) -> dict | None:
+    """lightly's implementation of row ``name`` on the same budget, or None where lightly has none."""
+    from benchmarks.lightly_peer import LIGHTLY_METHODS, train_lightly
+
+    if name not in LIGHTLY_METHODS:
+        return None
+    package, recipe = METHODS[name]
+    overrides = budget_overrides(recipe_document(package, recipe), budget, runs_dir)
+    started = time.perf_counter()
+    summary = train_lightly(name, recipe, [*overrides, 'run.resume="never"'], cifar_stem=budget.cifar_stem)
+    summary["command_seconds"] = time.perf_counter() - started
+    return summary
+
+
 def zero_init_last(document: dict) -> bool:
     """Whether the recipe's ResNet starts with each block's last BatchNorm scale at 0 (timm's default) or at 1 (the
     first encoder's, for a method with several)."""
@@ -131,7 +150,7 @@ def raw_pixel_knn(budget: Budget) -> float:
     return results["knn_top1"]
 
 
-def markdown(budget: Budget, pixels: float, rows: dict[str, dict], command: str) -> str:
+def markdown(budget: Budget, pixels: float, rows: dict[str, list[dict]], command: str, peer: bool = False) -> str:
     lines = [
         "# CIFAR-10 kNN after a short, equal budget",
         "",
@@ -139,7 +158,7 @@ def markdown(budget: Budget, pixels: float, rows: dict[str, dict], command: str)
         "",
         f"Budget for every method: {budget.backbone} ({'CIFAR' if budget.cifar_stem else 'ImageNet'} stem) at "
         f"32 px, {budget.epochs} epochs over the first {budget.train_limit} training images, global batch "
-        f"{budget.batch_size}, seed {budget.seed}, warm-up a tenth of the budget; everything else as in the "
+        f"{budget.batch_size}, the seeds of the seed column, warm-up a tenth of the budget; everything else as in the "
         "method's CIFAR-10 recipe. kNN: weighted, k = "
         f"{budget.k}, T = {budget.temperature}, memory = the same {budget.train_limit} training images, queries = "
         f"the first {budget.test_limit} test images. \"Init\" is the same backbone at its random initialisation, "
@@ -157,18 +176,33 @@ def markdown(budget: Budget, pixels: float, rows: dict[str, dict], command: str)
         "(momentum 0.5), so in its first epoch it fits random targets; SwAV's prototypes stay frozen for the first "
         "epoch (`freeze_prototypes_niters`).",
         "",
+        *([
+            "The lightly columns train the same method as lightly's components assemble it "
+            "(`benchmarks/with_lightly.py`: its heads, losses, momentum updates, LARS / SGD and warm-up cosine "
+            "schedule) on sslcore's loader (the same rows, views and order), from the same initial backbone (\"init\" "
+            "is shared), scored by the same kNN; \"-\": lightly has no such method. Final losses are on each "
+            "implementation's own scale: sslcore's SimCLR loss is the official code's `loss_a + loss_b`, twice "
+            "lightly's `NTXentLoss`.",
+            "",
+        ] if peer else []),
         f"Raw pixels (flattened 32x32x3, same kNN): **{pixels:.2f}%**",
         "",
-        "| method | recipe | last BN scale at init | kNN top-1 init | kNN top-1 after | gain | final loss |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| method | recipe | seed | last BN scale at init | kNN top-1 init | kNN top-1 after | gain | final loss |"
+        + (" lightly: kNN top-1 after | lightly: gain | lightly: final loss |" if peer else ""),
+        "|---|---|---:|---|---:|---:|---:|---:|" + ("---:|---:|---:|" if peer else ""),
     ]
-    for name, summary in rows.items():
-        gain = summary["knn_top1"] - summary["knn_top1_init"]
-        lines.append(
-            f"| {name} | `{summary['recipe']}` | {'0' if summary['zero_init_last'] else '1'} | "
-            f"{summary['knn_top1_init']:.2f} | {summary['knn_top1']:.2f} | "
-            f"{gain:+.2f} | {summary['final_loss']:.3f} |"
-        )
+    for name, runs in rows.items():
+        for run in runs:
+            summary, other = run["sslcore"], run.get("lightly")
+            line = (
+                f"| {name} | `{summary['recipe']}` | {run['seed']} | {'0' if summary['zero_init_last'] else '1'} | "
+                f"{summary['knn_top1_init']:.2f} | {summary['knn_top1']:.2f} | "
+                f"{summary['knn_top1'] - summary['knn_top1_init']:+.2f} | {summary['final_loss']:.3f} |"
+            )
+            if peer:
+                line += (f" {other['knn_top1']:.2f} | {other['knn_top1'] - other['knn_top1_init']:+.2f} | "
+                         f"{other['final_loss']:.3f} |" if other else " - | - | - |")
+            lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -183,6 +217,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=Budget.batch_size)
     parser.add_argument("--k", type=int, default=Budget.k, help="kNN neighbours")
     parser.add_argument("--temperature", type=float, default=Budget.temperature, help="kNN vote temperature")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds; every run is repeated per seed")
+    parser.add_argument("--peer", choices=["lightly"], help="also train lightly's implementation of each method")
     parser.add_argument("--runs-dir", default="runs/cifar10_knn")
     parser.add_argument("--json", help="write the budget and every summary here")
     parser.add_argument("--markdown", help="write the table here")
@@ -197,22 +233,37 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: unknown methods {unknown}; choose from {', '.join(METHODS)}")
     if not (Path(args.data_dir) / "train.parquet").is_file():
         sys.exit(f"error: {args.data_dir} has no train.parquet; give --data-dir")
+    try:
+        seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    except ValueError:
+        sys.exit(f"error: --seeds takes comma-separated integers, got {args.seeds!r}")
+    if args.peer == "lightly" and importlib.util.find_spec("lightly") is None:
+        sys.exit("error: --peer lightly needs lightly: pip install '.[bench]'")
     budget = Budget(data_dir=args.data_dir, epochs=args.epochs, train_limit=args.train_limit,
                     test_limit=args.test_limit, batch_size=args.batch_size, k=args.k, temperature=args.temperature)
     pixels = raw_pixel_knn(budget)
     print(f"raw pixels: kNN top-1 {pixels:.2f}%", flush=True)
-    rows = {}
-    for name in methods:
-        rows[name] = train_method(name, budget, Path(args.runs_dir).resolve())
-        summary = rows[name]
-        print(f"{name}: kNN top-1 {summary['knn_top1_init']:.2f}% -> {summary['knn_top1']:.2f}% "
-              f"({summary['command_seconds'] / 60:.1f} min)", flush=True)
+    rows: dict[str, list[dict]] = {name: [] for name in methods}
+    for seed in seeds:
+        seeded, runs_dir = replace(budget, seed=seed), Path(args.runs_dir).resolve() / f"seed{seed}"
+        for name in methods:
+            run = {"seed": seed, "sslcore": train_method(name, seeded, runs_dir)}
+            summary = run["sslcore"]
+            print(f"{name} seed {seed}: kNN top-1 {summary['knn_top1_init']:.2f}% -> {summary['knn_top1']:.2f}% "
+                  f"({summary['command_seconds'] / 60:.1f} min)", flush=True)
+            if args.peer:
+                run["lightly"] = train_peer(name, seeded, runs_dir / "lightly")
+                if run["lightly"]:
+                    other = run["lightly"]
+                    print(f"{name} seed {seed}, lightly: kNN top-1 {other['knn_top1_init']:.2f}% -> "
+                          f"{other['knn_top1']:.2f}% ({other['command_seconds'] / 60:.1f} min)", flush=True)
+            rows[name].append(run)
     command = "python -m benchmarks.cifar10_knn " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.json:
-        Path(args.json).write_text(json.dumps({"budget": asdict(budget), "raw_pixels_knn_top1": pixels,
-                                               "methods": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"budget": asdict(budget), "seeds": seeds, "peer": args.peer,
+                                               "raw_pixels_knn_top1": pixels, "methods": rows}, indent=2))
     if args.markdown:
-        Path(args.markdown).write_text(markdown(budget, pixels, rows, command.strip()))
+        Path(args.markdown).write_text(markdown(budget, pixels, rows, command.strip(), peer=bool(args.peer)))
 
 
 if __name__ == "__main__":

@@ -20,14 +20,17 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightly.loss import NegativeCosineSimilarity, NTXentLoss
+from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss, SwaVLoss
 from lightly.models.modules.heads import (
     BYOLPredictionHead,
     BYOLProjectionHead,
+    DINOProjectionHead,
     MoCoProjectionHead,
     ProjectionHead,
     SimCLRProjectionHead,
     SimSiamPredictionHead,
+    SwaVProjectionHead,
+    SwaVPrototypes,
 )
 from lightly.models.utils import deactivate_requires_grad, get_weight_decay_parameters, update_momentum
 from lightly.utils.lars import LARS
@@ -58,6 +61,7 @@ class LightlyModel(nn.Module, abc.ABC):
         self.batch = views[0].shape[0]
         self.width = backbone_width(config.backbone)
         self.total_steps = total_steps
+        self.steps_per_epoch = steps_per_epoch
         self.warmup_steps = min(round(recipe.schedule.warmup_epochs * steps_per_epoch), total_steps)
         self.step_index = 0
 
@@ -91,15 +95,20 @@ class LightlyModel(nn.Module, abc.ABC):
         if fixed_lr is not None:  # lightly's scheduler moves every group; keep the fixed one where it started
             self.scheduler.lr_lambdas[-1] = lambda _step: 1.0
 
-    def step(self) -> torch.Tensor:
+    def step(self, views: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """One training step on ``views`` (default: the fixed benchmark batch)."""
         with self.config.autocast():
-            loss = self.loss(*self.views)
+            loss = self.loss(*(self.views if views is None else views))
         loss.backward()
+        self.before_update()
         self.optimizer.step()
         self.optimizer.zero_grad()
         self.scheduler.step()
         self.step_index += 1
         return loss.detach()
+
+    def before_update(self) -> None:
+        """Runs between the backward pass and the optimizer step (DINO cancels its last layer's gradients)."""
 
     def momentum(self) -> float:
         base, final = self.option("target_updater", "base_momentum"), self.option("target_updater", "final_momentum")
@@ -108,8 +117,8 @@ class LightlyModel(nn.Module, abc.ABC):
         return cosine_schedule(self.step_index, self.total_steps, base, final)
 
     @abc.abstractmethod
-    def loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        """The method's loss on the two views."""
+    def loss(self, *views: torch.Tensor) -> torch.Tensor:
+        """The method's loss on the views (two, or a multi-crop's global then local crops)."""
 
 
 class MoCoV2(LightlyModel):
@@ -247,10 +256,85 @@ class MoCoV3(LightlyModel):
         return self.contrast(q1, k2) + self.contrast(q2, k1)
 
 
+class SwAV(LightlyModel):
+    """lightly ``examples/pytorch/swav.py``: ``SwaVProjectionHead``, ``SwaVPrototypes`` (normalised every step,
+    frozen for the recipe's ``freeze_prototypes_niters``), ``SwaVLoss`` on the global then local crops. Without
+    lightly's queue: the recipes start theirs at ``epoch_queue_starts`` (epoch 50 on CIFAR-10), so budgets shorter
+    than that compare like with like."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        projector, method = self.head("projector"), self.recipe.components["method"].config
+        self.backbone = self.config.prepare(timm_backbone(self.config))
+        self.projection_head = self.config.prepare(
+            SwaVProjectionHead(self.width, projector.hidden_dim, projector.out_dim))
+        self.prototypes = self.config.prepare(SwaVPrototypes(
+            projector.out_dim, self.head("prototypes").num_prototypes, method.freeze_prototypes_niters))
+        self.global_crops = len(method.crops_for_assign)
+        self.criterion = SwaVLoss(temperature=self.option("loss", "temperature"),
+                                  sinkhorn_iterations=method.sinkhorn_iterations, sinkhorn_epsilon=method.epsilon)
+        self.build_optimizer(self.backbone, self.projection_head, self.prototypes)
+
+    def forward_crop(self, x: torch.Tensor) -> torch.Tensor:
+        features = F.normalize(self.projection_head(self.backbone(x)), dim=1)
+        return self.prototypes(features, self.step_index)
+
+    def loss(self, *views: torch.Tensor) -> torch.Tensor:
+        self.prototypes.normalize()
+        outputs = [self.forward_crop(view) for view in views]
+        return self.criterion(outputs[: self.global_crops], outputs[self.global_crops:])
+
+
+class DINO(LightlyModel):
+    """lightly ``examples/pytorch/dino.py``: ``DINOProjectionHead`` for student and (momentum) teacher,
+    ``DINOLoss`` with the recipe's temperatures and centre momentum, the teacher on the global crops, the last
+    layer's gradients cancelled for ``freeze_last_layer`` epochs."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        projector, method = self.head("projector"), self.recipe.components["method"].config
+        self.backbone = self.config.prepare(timm_backbone(self.config))
+        heads = [self.config.prepare(DINOProjectionHead(
+            self.width, projector.hidden_dim, projector.bottleneck_dim, projector.out_dim,
+            batch_norm=projector.use_bn, freeze_last_layer=method.freeze_last_layer,
+            norm_last_layer=projector.norm_last_layer)) for _ in range(2)]
+        self.projection_head, self.projection_head_momentum = heads
+        # weight_norm layers cannot be deep-copied: the teacher head is a second one loaded with the student's
+        # weights (as the official DINO's teacher; lightly's example leaves the two heads' initialisations apart)
+        self.projection_head_momentum.load_state_dict(self.projection_head.state_dict())
+        deactivate_requires_grad(self.projection_head_momentum)
+        self.backbone_momentum = momentum_copy(self.backbone)
+        self.global_crops = self.option("views", "global_crops")
+        self.criterion = DINOLoss(
+            output_dim=projector.out_dim, warmup_teacher_temp=method.warmup_teacher_temp,
+            teacher_temp=method.teacher_temp, warmup_teacher_temp_epochs=method.warmup_teacher_temp_epochs,
+            student_temp=self.option("loss", "temperature"), center_momentum=method.center_momentum,
+        ).to(self.config.device)
+        self.build_optimizer(self.backbone, self.projection_head)
+
+    def epoch(self) -> int:
+        return self.step_index // self.steps_per_epoch
+
+    def loss(self, *views: torch.Tensor) -> torch.Tensor:
+        m = self.momentum()
+        update_momentum(self.backbone, self.backbone_momentum, m=m)
+        update_momentum(self.projection_head, self.projection_head_momentum, m=m)
+        with torch.no_grad():
+            teacher = [self.projection_head_momentum(self.backbone_momentum(view))
+                       for view in views[: self.global_crops]]
+        student = [self.projection_head(self.backbone(view)) for view in views]
+        return self.criterion(teacher, student, epoch=self.epoch())
+
+    def before_update(self) -> None:
+        self.projection_head.cancel_last_layer_gradients(current_epoch=self.epoch())
+
+
 IMPLEMENTATIONS: dict[str, type[LightlyModel]] = {
     "mocov2": MoCoV2,
     "simclr": SimCLR,
     "byol": BYOL,
     "simsiam": SimSiam,
     "mocov3": MoCoV3,
+    "swav": SwAV,
+    "dino": DINO,
 }

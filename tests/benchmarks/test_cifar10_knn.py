@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -65,8 +67,35 @@ def test_table_command_runs_end_to_end(tmp_path) -> None:
     table = json.loads((tmp_path / "table.json").read_text())
     assert 10.0 < table["raw_pixels_knn_top1"] < 100.0
     assert set(table["methods"]) == {"SimCLR", "SwAV"}
-    for summary in table["methods"].values():
+    for runs in table["methods"].values():
+        assert [run["seed"] for run in runs] == [0] and "lightly" not in runs[0]
+        summary = runs[0]["sslcore"]
         assert summary["steps"] == 4
         assert 0.0 <= summary["knn_top1_init"] <= 100.0 and 0.0 <= summary["knn_top1"] <= 100.0
     rows = [line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| Sim")]
     assert rows and "`simclr_cifar10`" in rows[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CIFAR.is_dir(), reason="../shared/data/cifar10 is missing")
+@pytest.mark.skipif(importlib.util.find_spec("lightly") is None, reason="lightly is not installed (pip install '.[bench]')")
+def test_lightly_peer_trains_on_the_same_budget_from_the_same_initial_backbone(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cifar10_knn", "--peer", "lightly", "--seeds", "0,1", "--methods", "BYOL",
+         "--epochs", "1", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
+         "--runs-dir", str(tmp_path / "runs"), "--json", str(tmp_path / "table.json"),
+         "--markdown", str(tmp_path / "table.md")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert table["seeds"] == [0, 1] and table["peer"] == "lightly"
+    runs = table["methods"]["BYOL"]
+    assert [run["seed"] for run in runs] == [0, 1]
+    for run in runs:
+        ours, theirs = run["sslcore"], run["lightly"]
+        assert ours["steps"] == theirs["steps"] == 2
+        assert theirs["knn_top1_init"] == ours["knn_top1_init"]  # the same initial backbone, data and kNN
+        assert math.isfinite(theirs["final_loss"]) and 0.0 <= theirs["knn_top1"] <= 100.0
+    rows = [line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| BYOL")]
+    assert len(rows) == 2 and all(row.count("|") == 12 for row in rows)
