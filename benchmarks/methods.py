@@ -83,8 +83,9 @@ def benchmark_recipe(
 ) -> Recipe:
     """The method's shipped recipe, resized for the benchmark and resolved.
 
-    Changes: the backbone (name and stem), the batch, a stand-in dataset of two batches (:func:`stand_in_data`),
-    no workers, no evaluation, bf16 when asked for, then ``overrides`` (``table.key=value``).
+    Changes: the backbone (name and stem), the batch, the view size (a multi-crop's global crops), a stand-in
+    dataset of two batches (:func:`stand_in_data`), no workers, no evaluation, bf16 when asked for, then
+    ``overrides`` (``table.key=value``).
     The MoCo v2 and SimCLR projectors' hidden width follows the backbone, as in their official code. MoCo v2
     runs BatchNorm over the whole batch (no ``bn_group_size``) like the hand-written and lightly versions.
     """
@@ -104,7 +105,8 @@ def benchmark_recipe(
         checkpoint_every=0,
     )
     document["data"] = stand_in_data(output_dir, 2 * config.batch_size)
-    document["views"]["size"] = config.image_size
+    views = document["views"]
+    views["global_size" if views["kind"] == "multicrop" else "size"] = config.image_size  # multi-crop: the globals
     document["backbone"] = {"kind": "timm", "name": config.backbone, "cifar_stem": config.cifar_stem}
     document.pop("eval", None)
     if spec.name in ("mocov2", "simclr"):

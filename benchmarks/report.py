@@ -59,6 +59,49 @@ def pipeline_table(result: dict[str, Any]) -> str:
     return text
 
 
+E2E_LABELS = {
+    "sslcore": "sslcore, PIL views",
+    "sslcore_copy": "sslcore, PIL views (A/A copy)",
+    "sslcore_cache": "sslcore, PIL views, decoded cache",
+    "sslcore_batched": "sslcore, batched views",
+    "sslcore_batched_cache": "sslcore, batched views, decoded cache",
+    "lightly": "lightly transform + DataLoader",
+}
+#: The issue's end-to-end targets: sslcore's best pipeline against lightly's, per device.
+E2E_TARGET = {"cpu": 1.3, "cuda": 1.5}
+
+
+def end_to_end_text(result: dict[str, Any], device: str) -> str:
+    """One table per method: images/s of each pipeline and its paired ratios to sslcore's PIL views and lightly."""
+    if "skipped" in result:
+        return f"Skipped: {result['skipped']}."
+    parts = []
+    for name, r in result["methods"].items():
+        versus = r["ratio_lightly"] or {}
+        rows = [[E2E_LABELS.get(c, c), f"{rate:.0f}", f"{r['ratio'][c]:.2f}x",
+                 f"{versus[c]:.2f}x" if c in versus else "—", _percent(r["spread"][c])]
+                for c, rate in r["images_per_s"].items()]
+        heading = (f"{name} (`{r['recipe']}`, `{r['backbone']}` at {r['image_size']} px, batch {r['batch_size']}, "
+                   f"{r['workers']} workers):")
+        parts += [heading, "",
+                  _table(["pipeline", "images/s", "vs sslcore PIL (paired)", "vs lightly (paired)", "spread"], rows),
+                  ""]
+        setup = ", ".join(f"{E2E_LABELS.get(c, c)} {t:.1f} s" for c, t in r["setup_s"].items())
+        same = r["same_first_loss_cache"]
+        parts.append(f"A/A control (sslcore against its copy): {r['aa_ratio']:.3f}. First loss with the decoded cache "
+                     f"{'equals' if same else 'differs from' if same is False else 'not compared to'} the one "
+                     f"without it. Set-up (untimed; with the cache: its build): {setup}.")
+        sslcore = {c: v for c, v in versus.items() if c.startswith("sslcore") and c != "sslcore_copy"}
+        if sslcore:
+            best = max(sslcore, key=sslcore.get)
+            target = E2E_TARGET[device]
+            parts.append(f"Target (reported, not enforced): sslcore >= {target}x lightly's images/s; best here "
+                         f"{E2E_LABELS.get(best, best)} at {sslcore[best]:.2f}x: "
+                         + ("met." if sslcore[best] >= target else "**not met**."))
+        parts += [f"{E2E_LABELS.get(c, c)}: {note}" for c, note in r.get("notes", {}).items()] + [""]
+    return "\n".join(parts).rstrip()
+
+
 def _pair_table(rows: list[dict], key: str, label: str) -> str:
     body = [[f"{r[key]:,}", _ms(r["sslcore_s"]), _ms(r["handwritten_s"]), _ratio(r["ratio_handwritten"]),
              _percent(r["spread"])] for r in rows]
@@ -91,6 +134,8 @@ def summary(results: dict[str, Any]) -> str:
         lines.append("pipeline " + (p["skipped"] if "skipped" in p else
                                     f"sslcore {p['sslcore_images_per_s']:.0f} img/s, lightly "
                                     + ("—" if lightly is None else f"{lightly:.0f} img/s")))
+    for name, r in results.get("end_to_end", {}).get("methods", {}).items():
+        lines.append(f"end to end {name}: " + ", ".join(f"{c} {v:.0f} img/s" for c, v in r["images_per_s"].items()))
     if "scaling" in results:
         s = results["scaling"]
         lines.append(_growth(s["queue_growth"], "MoCo v2 step vs K"))
@@ -227,6 +272,9 @@ def page(results: dict[str, Any], plot_name: str | None) -> str:
     if "pipeline" in results:
         out += ["### Data loading + augmentation (CIFAR-10, SimCLR views)", "", pipeline_table(results["pipeline"]),
                 ""]
+    if "end_to_end" in results:
+        out += ["### End to end (Parquet file to optimizer step)", "",
+                end_to_end_text(results["end_to_end"], results["machine"]["device"]), ""]
     if "scaling" in results:
         s = results["scaling"]
         out += ["### Scaling", ""]
@@ -292,12 +340,14 @@ The full run on CPU (about 5-10 minutes on 2 idle cores; add `--device cuda --ci
         plugins/sslcore-plugin-simsiam plugins/sslcore-plugin-mocov3
     python -m benchmarks.throughput --json benchmarks.json --markdown docs/benchmarks.md --plot docs/benchmarks.png
 
-`--methods`, `--sections steps pipeline scaling`, `--batch-size`, `--steps`, `--warmup`, `--repeats`,
-`--bf16`, `--channels-last`, `--threads`, `--no-lightly` and the scaling lists (`--queue-sizes`, `--batch-sizes`,
-`--bank-sizes`) change what is run; `python -m benchmarks.throughput --help` lists them. On a busy machine
+`--methods`, `--sections steps pipeline end_to_end scaling`, `--e2e-steps`, `--e2e-limit`, `--batch-size`,
+`--steps`, `--warmup`, `--repeats`, `--bf16`, `--channels-last`, `--threads`, `--no-lightly` and the scaling lists
+(`--queue-sizes`, `--batch-sizes`, `--bank-sizes`) change what is run; `python -m benchmarks.throughput --help`
+lists them. On a busy machine
 `--threads 1` gives steadier (if slower) numbers: two threads on two shared cores stall whenever another job runs. `--quick` is the smoke test CI runs
 (`tests/benchmarks/test_benchmark_smoke.py`): it checks that everything runs, not how fast. Without lightly
-installed the lightly columns are skipped; without `../shared/data/cifar10` the data-loading section is.
+installed the lightly columns are skipped; without `../shared/data/cifar10` the data-loading and end-to-end
+sections are.
 
 ## What is measured
 
@@ -335,6 +385,19 @@ installed the lightly columns are skipped; without `../shared/data/cifar10` the 
   worker count: sslcore's own training loader (the `parquet` source, `simclr` views, the engine's per-sample
   seeded augmentation, sampler and collate) against `lightly.transforms.SimCLRTransform` in a plain
   `DataLoader` over the same Parquet file read with `datasets`.
+- **End to end** (`benchmarks/end_to_end.py`): images per second from the Parquet file to the optimizer step:
+  DataLoader workers (the recipe's count) read the rows and make the views, the main process takes the step
+  (forward, backward, optimizer step, loss read). SimCLR (`simclr_cifar10`, the benchmark's backbone and size) on
+  the CPU; on a GPU (`--device cuda`) SimCLR and DINO's multi-crop (`dino_resnet50`: 2 x 224 + 8 x 96 px) with
+  ResNet-50 at 224 px (CIFAR-10's images resized by the crops: the decoding of large JPEGs is not in these
+  figures). Pipelines: sslcore's engine (`Trainer`'s loader and step) with PIL views, with the decoded-image cache
+  (`data.cache = "decoded"`, built before timing), with batched views (`views.pipeline = "batched"`) and with
+  both; and lightly's example pipeline (`SimCLRTransform` / `DINOTransform` with the recipe's view settings in a
+  plain `DataLoader`, lightly's model and step from `benchmarks/with_lightly.py`). Interleaved: each repeat gives
+  every pipeline a turn (rotating order) that starts a fresh pass over its loader, takes one untimed step, then
+  times `--e2e-steps` steps; ratios are medians of per-repeat ratios; an identical second sslcore pipeline is the
+  A/A control. Only section run by itself:
+  `nice -n 10 python -m benchmarks.throughput --sections end_to_end --json e2e.json`.
 - **Scaling** (`benchmarks/scaling.py`): MoCo v2's step against the queue size K and the batch size (sslcore and
   hand-written), the queue's own work alone against K, and the InstDisc memory bank's build, update and
   sampling against its number of entries (128-d, float16 storage).

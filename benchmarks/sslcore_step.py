@@ -52,10 +52,14 @@ class SslcoreStep:
         return self.trainer.method
 
     def __call__(self) -> float:
+        return self.step(self.raw)
+
+    def step(self, raw: dict[str, torch.Tensor]) -> float:
+        """One step on the batch ``raw`` (the engine loader's ``views`` / ``index`` / ``label``); its mean loss."""
         trainer = self.trainer
         acc = trainer.accelerator
         info = StepInfo(trainer.state.step, trainer.total_steps, trainer.steps_per_epoch)
-        output = trainer._step(self.raw, info)
+        output = trainer._step(raw, info)
         total = acc.reduce(output.loss.detach().float().reshape(1), reduction="sum")
         mean_loss = total.item() / acc.num_processes
         if not math.isfinite(mean_loss):

@@ -3,9 +3,11 @@
     python -m benchmarks.throughput --json out.json --markdown docs/benchmarks.md --plot docs/benchmarks.png
 
 Sections (``--sections``): ``steps`` (each method's steady-state training step, the three implementations
-interleaved), ``pipeline`` (loading + augmentation throughput on ../shared/data/cifar10) and ``scaling`` (MoCo v2
-step time against queue size and batch size, the queue's own cost, memory-bank update and sampling against bank
-size). ``--quick`` shrinks everything for a smoke test. See docs/benchmarks.md.
+interleaved), ``pipeline`` (loading + augmentation throughput on ../shared/data/cifar10), ``end_to_end`` (images
+per second from the Parquet file to the optimizer step: sslcore's PIL views, decoded cache and batched views against
+lightly's example pipeline, :mod:`benchmarks.end_to_end`) and ``scaling`` (MoCo v2 step time against queue size and
+batch size, the queue's own cost, memory-bank update and sampling against bank size). ``--quick`` shrinks
+everything for a smoke test. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import datasets
 import torch
 
-from benchmarks import handwritten, pipeline, report, scaling
+from benchmarks import end_to_end, handwritten, pipeline, report, scaling
 from benchmarks.common import (
     BenchConfig,
     Timing,
@@ -40,7 +42,7 @@ from benchmarks.sslcore_step import SslcoreStep
 from sslcore.errors import SslcoreError
 from sslcore.plugins import PluginHost
 
-SECTIONS = ("steps", "pipeline", "scaling")
+SECTIONS = ("steps", "pipeline", "end_to_end", "scaling")
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10"
 #: (full run, --quick) defaults of the options whose value depends on --quick.
 DEFAULTS: dict[str, tuple[Any, Any]] = {
@@ -54,6 +56,8 @@ DEFAULTS: dict[str, tuple[Any, Any]] = {
     "bank_sizes": ([10_000, 100_000, 1_281_167], [1_000, 10_000]),
     "workers": (2, 0),
     "pipeline_batches": (10, 2),
+    "e2e_steps": (20, 2),
+    "e2e_limit": (None, 48),
     "threads": (None, 1),
 }
 #: Relative tolerance of the check that sslcore and the hand-written loop start from the same first loss.
@@ -84,8 +88,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="MoCo v2 batch sizes to scale over")
     parser.add_argument("--bank-sizes", type=int, nargs="+", help="memory-bank sizes (entries) to scale over")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with CIFAR-10 train/test.parquet")
-    parser.add_argument("--workers", type=int, help="data-loading workers of the pipeline section (default: 2)")
+    parser.add_argument("--workers", type=int,
+                        help="data-loading workers of the pipeline and end-to-end sections (default: 2; --quick: 0)")
     parser.add_argument("--pipeline-batches", type=int, help="timed batches per pipeline repeat (default: 10)")
+    parser.add_argument("--e2e-steps", type=int, help="timed steps per end-to-end turn (default: 20; --quick: 2)")
+    parser.add_argument("--e2e-limit", type=int,
+                        help="end to end: train on the first n rows of the Parquet file (default: all; --quick: 48)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 1 step: a smoke test, not a measurement")
     parser.add_argument("--json", type=Path, help="write all results here")
     parser.add_argument("--markdown", type=Path, help="write the results page here (e.g. docs/benchmarks.md)")
@@ -189,6 +197,12 @@ def run(args: argparse.Namespace, config: BenchConfig, timing: Timing, command: 
             results["pipeline"] = pipeline.data_pipeline(
                 config, host, data_dir=args.data, workers=args.workers, batches=args.pipeline_batches,
                 repeats=timing.repeats, output_dir=output_dir, with_lightly=lightly is not None)
+        if "end_to_end" in args.sections:
+            _log("end to end")
+            settings = end_to_end.Settings(data_dir=args.data, output_dir=output_dir, workers=args.workers,
+                                           steps=args.e2e_steps, repeats=timing.repeats, limit=args.e2e_limit,
+                                           lightly_note=lightly_note)
+            results["end_to_end"] = end_to_end.end_to_end(config, host, settings)
         if "scaling" in args.sections:
             results["scaling"] = _scaling(args, config, host, timing, output_dir)
     finally:

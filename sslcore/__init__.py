@@ -6,10 +6,11 @@ The public names below are imported on first use (PEP 562), so that ``import ssl
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
+
+from sslcore.lazy import lazy_exports
 
 hookimpl = pluggy.HookimplMarker("sslcore")
 
@@ -36,16 +37,7 @@ if TYPE_CHECKING:
     from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'sslcore' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -30,18 +30,19 @@ GROUP = "sslcore"
 AUTOLOAD_ENV = "SSLCORE_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_ENV = "SSLCORE_BLOCK_PLUGINS"
 
-#: Modules of the built-in components, registered like any plugin (name -> module path).
+#: Modules of the built-in components, registered like any plugin (name -> module path). Each holds config classes
+#: and registers its factories as "module:function" strings, so that building a host imports no torch.
 BUILTIN_PLUGINS: dict[str, str] = {
-    "sslcore.backbones": "sslcore.components.backbones",
-    "sslcore.heads": "sslcore.components.heads",
-    "sslcore.key_stores": "sslcore.components.key_stores",
-    "sslcore.target_updaters": "sslcore.components.target_updaters",
-    "sslcore.losses": "sslcore.components.losses",
-    "sslcore.datasets": "sslcore.data.sources",
-    "sslcore.transforms": "sslcore.data.views",
+    "sslcore.backbones": "sslcore.components.backbone_configs",
+    "sslcore.heads": "sslcore.components.head_configs",
+    "sslcore.key_stores": "sslcore.components.key_store_configs",
+    "sslcore.target_updaters": "sslcore.components.target_updater_configs",
+    "sslcore.losses": "sslcore.components.loss_configs",
+    "sslcore.datasets": "sslcore.data.source_configs",
+    "sslcore.transforms": "sslcore.data.view_configs",
     "sslcore.evaluators": "sslcore.evaluation.registration",
-    "sslcore.attacks": "sslcore.components.attacks",
-    "sslcore.sample_buffers": "sslcore.components.sample_buffers",
+    "sslcore.attacks": "sslcore.components.attack_configs",
+    "sslcore.sample_buffers": "sslcore.components.sample_buffer_configs",
     "sslcore.recipes": "sslcore.builtin_recipes",
 }
 

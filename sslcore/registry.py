@@ -3,6 +3,8 @@ name to a factory, an attrs config class and its provider."""
 
 from __future__ import annotations
 
+import importlib
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -13,6 +15,8 @@ from sslcore.errors import SslcoreError, did_you_mean
 
 #: Top-level recipe tables the engine owns (``sslcore.recipe.SETTINGS_TABLES``); no kind may use them.
 ENGINE_TABLES: tuple[str, ...] = ("run", "optimizer", "schedule")
+#: A factory given by name: ``"package.module:function"``, imported on first build.
+_FACTORY_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 
 @attrs.frozen
@@ -175,17 +179,35 @@ class Kinds:
 
 @attrs.frozen
 class Entry:
-    """One registered component: ``factory(config, **runtime) -> component``."""
+    """One registered component: ``factory(config, **runtime) -> component``.
+
+    ``factory`` is a callable or a ``"package.module:function"`` string, imported on the first :meth:`build`, so
+    that listing and checking recipes import no plugin's torch code.
+    """
 
     kind: str
     name: str
-    factory: Callable[..., Any]
+    factory: Callable[..., Any] | str
     config: type
     provider: Provider
     description: str = ""
 
     def build(self, config: Any, **runtime: Any) -> Any:
-        return self.factory(config, **runtime)
+        return self.load()(config, **runtime)
+
+    def load(self) -> Callable[..., Any]:
+        """The factory itself, imported if it was given as a ``"module:function"`` string."""
+        if not isinstance(self.factory, str):
+            return self.factory
+        module, _, function = self.factory.partition(":")
+        try:
+            return getattr(importlib.import_module(module), function)
+        except (ImportError, AttributeError) as error:
+            raise SslcoreError(
+                f"{self.kind} '{self.name}' from plugin {self.provider}: cannot import its factory "
+                f"'{self.factory}': {type(error).__name__}: {error}",
+                hint="reinstall the plugin, or fix the factory path it registers",
+            ) from error
 
 
 class Registry:
@@ -203,13 +225,24 @@ class Registry:
     def add(
         self,
         name: str,
-        factory: Callable[..., Any],
+        factory: Callable[..., Any] | str,
         config: type,
         *,
         description: str = "",
         replace: bool = False,
     ) -> Entry:
-        """Register ``name``; a second registration is an error unless ``replace=True``."""
+        """Register ``name``; a second registration is an error unless ``replace=True``.
+
+        ``factory`` may be a ``"package.module:function"`` string, imported on first build (so that `sslcore list`
+        and `sslcore check` import no torch). The description is ``description``, else the first line of the
+        factory's docstring (of the config class's when the factory is a string).
+        """
+        if isinstance(factory, str) and not _FACTORY_PATH.match(factory):
+            raise SslcoreError(
+                f"{self.kind} '{name}' from plugin {self.provider} has factory {factory!r}, which is not of the form "
+                "'package.module:function'",
+                hint="give the factory itself or its import path, e.g. 'my_plugin.method:build_method'",
+            )
         if not attrs.has(config):
             raise SslcoreError(
                 f"{self.kind} '{name}' from plugin {self.provider} has config {config!r}, which is not an attrs class",
@@ -227,7 +260,8 @@ class Registry:
                 f"{self.kind} '{name}' is registered twice: by {previous.provider} and by {self.provider}",
                 hint="uninstall or block one of them (SSLCORE_BLOCK_PLUGINS), or register with replace=True",
             )
-        entry = Entry(self.kind, name, factory, config, self.provider, description or _first_line(factory.__doc__))
+        documented = config if isinstance(factory, str) else factory
+        entry = Entry(self.kind, name, factory, config, self.provider, description or _first_line(documented.__doc__))
         self._entries[name] = entry
         return entry
 

@@ -213,3 +213,24 @@ def modules_defined_by(package: ModuleType) -> list[str]:
         for name, value in inspect.getmembers(module, inspect.isclass)
         if issubclass(value, nn.Module) and value.__module__.startswith(package.__name__)
     )
+
+
+# --- views --------------------------------------------------------------------------------------------------------------
+
+
+def pil_and_batched_views(
+    pil: Callable[[Any], list[torch.Tensor]], batched: Any, images: list[Any]
+) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """A view transform's ``pil`` and ``batched`` pipelines on ``images``, sample i seeded with i as the engine seeds
+    it: the PIL views and the batched views (each stacked per view position) and the batched parameters."""
+    from sslcore.data.batched import batch_draws
+    from sslcore.engine.data import seeded_rng
+
+    reference, draws = [], []
+    for index, image in enumerate(images):
+        with seeded_rng(index):
+            reference.append(pil(image))
+        with seeded_rng(index):
+            draws.append(batched(image))
+    pending = batch_draws(draws, batched)
+    return [torch.stack(group) for group in zip(*reference)], pending.finish(), pending.params

@@ -22,9 +22,6 @@ from torchvision.transforms import functional as F
 
 from sslcore.data.pixels import to_rgb
 
-IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, ...] = (0.229, 0.224, 0.225)
-
 #: Images up to this side are "small" (CIFAR, Tiny-ImageNet): their defaults leave out blur.
 SMALL_IMAGE_MAX = 64
 
@@ -35,8 +32,34 @@ def is_small(size: int) -> bool:
     return size <= SMALL_IMAGE_MAX
 
 
+#: Standard deviation range of the Gaussian blur (SimCLR appendix A, MoCo v2 ``loader.py``, BYOL table 6, DINO).
+BLUR_SIGMA = (0.1, 2.0)
+#: Aspect-ratio range of every random resized crop (torchvision's default, all official codes).
+CROP_RATIO = (3 / 4, 4 / 3)
+
+
 def _uniform(low: float, high: float) -> float:
     return low + (high - low) * torch.rand(()).item()
+
+
+def coin(p: float) -> bool:
+    """True with probability ``p`` (one draw of torch's global generator, whatever ``p``)."""
+    return torch.rand(()).item() < p
+
+
+def draw_jitter(strengths: Sequence[float], p: float) -> tuple[list[float], list[int]] | None:
+    """:class:`RandomColorJitter`'s parameters, or None when it is not applied: the brightness, contrast and
+    saturation factors ~ U[max(0, 1 - x), 1 + x], the hue shift ~ U[-x, x], and the order of the four operations."""
+    if not coin(p):
+        return None
+    draws = torch.rand(4).tolist()
+    factors = [max(0.0, 1 - x) + (1 + x - max(0.0, 1 - x)) * u for x, u in zip(strengths[:3], draws[:3])]
+    return [*factors, strengths[3] * (2 * draws[3] - 1)], torch.randperm(4).tolist()
+
+
+def draw_blur(p: float, sigma: tuple[float, float]) -> float | None:
+    """:class:`RandomGaussianBlur`'s standard deviation, or None when it is not applied."""
+    return _uniform(*sigma) if coin(p) else None
 
 
 class ToRGB:
@@ -82,7 +105,7 @@ class RandomResizedCrop:
     """Crop a random box (:func:`sample_crop_box`) and resize it to ``size`` x ``size``."""
 
     def __init__(
-        self, size: int, scale: tuple[float, float], interpolation: str, ratio: tuple[float, float] = (3 / 4, 4 / 3)
+        self, size: int, scale: tuple[float, float], interpolation: str, ratio: tuple[float, float] = CROP_RATIO
     ) -> None:
         self.size = size
         self.scale = scale
@@ -102,7 +125,7 @@ class RandomHorizontalFlip:
     """Mirror left-right with probability 1/2."""
 
     def __call__(self, image: Image.Image) -> Image.Image:
-        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if torch.rand(()).item() < 0.5 else image
+        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if coin(0.5) else image
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -119,19 +142,14 @@ class RandomColorJitter:
         self.p = p
 
     def __call__(self, image: Image.Image) -> Image.Image:
-        if torch.rand(()).item() >= self.p:
+        drawn = draw_jitter(self.strengths, self.p)
+        if drawn is None:
             return image
-        draws = torch.rand(4).tolist()
-        for op in torch.randperm(4).tolist():
-            strength = self.strengths[op]
-            if strength == 0:
-                continue
-            if op == 3:
-                image = F.adjust_hue(image, strength * (2 * draws[op] - 1))
-                continue
-            factor = max(0.0, 1 - strength) + (1 + strength - max(0.0, 1 - strength)) * draws[op]
-            adjust = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation)[op]
-            image = adjust(image, factor)
+        factors, order = drawn
+        adjust = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue)
+        for op in order:
+            if self.strengths[op] != 0:
+                image = adjust[op](image, factors[op])
         return image
 
     def __repr__(self) -> str:
@@ -145,7 +163,7 @@ class RandomGrayscale:
         self.p = p
 
     def __call__(self, image: Image.Image) -> Image.Image:
-        return image.convert("L").convert("RGB") if torch.rand(()).item() < self.p else image
+        return image.convert("L").convert("RGB") if coin(self.p) else image
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(p={self.p})"
@@ -159,14 +177,13 @@ class RandomGaussianBlur:
     every sigma <= 2, so PIL's untruncated filter is the same operation.
     """
 
-    def __init__(self, p: float, sigma: tuple[float, float] = (0.1, 2.0)) -> None:
+    def __init__(self, p: float, sigma: tuple[float, float] = BLUR_SIGMA) -> None:
         self.p = p
         self.sigma = sigma
 
     def __call__(self, image: Image.Image) -> Image.Image:
-        if torch.rand(()).item() >= self.p:
-            return image
-        return image.filter(ImageFilter.GaussianBlur(radius=_uniform(*self.sigma)))
+        sigma = draw_blur(self.p, self.sigma)
+        return image if sigma is None else image.filter(ImageFilter.GaussianBlur(radius=sigma))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(p={self.p}, sigma={self.sigma})"
@@ -179,10 +196,18 @@ class RandomSolarize:
         self.p = p
 
     def __call__(self, image: Image.Image) -> Image.Image:
-        return ImageOps.solarize(image, threshold=128) if torch.rand(()).item() < self.p else image
+        return ImageOps.solarize(image, threshold=128) if coin(self.p) else image
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(p={self.p})"
+
+
+def rgb_pixels(image: Image.Image) -> torch.Tensor:
+    """An RGB PIL image's pixels as a uint8 tensor (3, H, W) (a view of one copy of its bytes)."""
+    if image.mode != "RGB":
+        raise ValueError(f"expected an RGB image, got mode {image.mode} (convert with ToRGB first)")
+    width, height = image.size
+    return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(height, width, 3).permute(2, 0, 1)
 
 
 class ToNormalizedTensor:
@@ -200,12 +225,9 @@ class ToNormalizedTensor:
         self._shift = -torch.tensor(mean, dtype=torch.float32).view(3, 1, 1) / std_
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        if image.mode != "RGB":
-            raise ValueError(f"expected an RGB image, got mode {image.mode} (convert with ToRGB first)")
-        width, height = image.size
-        pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(height, width, 3)
-        out = torch.empty(3, height, width)
-        out.copy_(pixels.permute(2, 0, 1))
+        pixels = rgb_pixels(image)
+        out = torch.empty(pixels.shape)
+        out.copy_(pixels)
         return out.mul_(self._scale).add_(self._shift)
 
     def __repr__(self) -> str:

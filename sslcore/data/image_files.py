@@ -10,33 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import attrs
 import datasets
-from attrs import validators as v
 
 from sslcore.data.columns import check_split, standardize
-from sslcore.data.rows import CorruptRows
+from sslcore.data.source_configs import ImagesSourceConfig
 from sslcore.errors import SslcoreError
-
-#: File extensions read as images (lower case; matched case-insensitively).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-
-
-@attrs.frozen(kw_only=True)
-class ImagesSourceConfig:
-    """Every image file below ``path`` (any layout, no labels), for pre-training on unlabelled data.
-
-    ``path``: the training images' folder; ``test``: a folder of held-out images, if any; ``extensions``: the file
-    endings read; ``train_limit`` / ``test_limit``: keep the first n files in path order; ``corrupt``: as for the
-    other file-backed sources (``fail`` or ``skip``).
-    """
-
-    path: str
-    test: str | None = None
-    extensions: tuple[str, ...] = IMAGE_EXTENSIONS
-    train_limit: int | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
-    test_limit: int | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
-    corrupt: CorruptRows = "fail"
 
 
 def image_files(folder: str, extensions: tuple[str, ...]) -> list[str]:

@@ -9,15 +9,15 @@ process, worker and resume, and warns once per process.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 import datasets
 
 from sslcore.console import print_warning
+from sslcore.data.source_configs import CorruptRows
 from sslcore.errors import SslcoreError
 
-CorruptRows = Literal["fail", "skip"]
 #: Consecutive corrupt rows after which ``skip`` stops: the data is broken as a whole, not here and there.
 MAX_CONSECUTIVE_CORRUPT = 64
 _ATTRIBUTE = "sslcore_origin"

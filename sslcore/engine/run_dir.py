@@ -36,6 +36,7 @@ SUMMARY_FILE = "summary.json"
 #: Recipe keys (TOML paths; a table covers its keys) a resumed run may change: they do not touch the training state.
 HARMLESS = ("run.name", "run.output_dir", "run.resume", "run.log_every", "run.eval_every", "run.checkpoint_every",
             "run.keep_checkpoints", "run.progress", "run.num_workers", "run.trackers", "eval",
+            "run.channels_last", "run.compile",  # how the step computes, not what (sslcore.engine.compute)
             "data.corrupt")  # skipping corrupt rows changes no step already taken (each stopped at its first one)
 #: What ``run.resume = "never"`` deletes before starting over (besides ``checkpoints/``).
 PREVIOUS_RESULTS = (SUMMARY_FILE, "curves.png", "backbone.safetensors", "backbone_*.safetensors",

@@ -30,7 +30,9 @@ class RunSettings:
     (give either or both). ``name`` is one directory name: the run directory is ``output_dir/name``.
     ``resume`` is ``auto`` (latest checkpoint in the run directory, if any), ``never`` (start over), or a
     checkpoint path. ``eval_every`` (steps) unset evaluates :data:`AUTO_EVALUATIONS` times during training (besides
-    before and after), 0 only before and after.
+    before and after), 0 only before and after. ``mixed_precision`` is Accelerate's autocast of the forward
+    (``bf16`` also on the CPU; ``fp16`` adds a loss scaler, whose overflow check reads the device every step).
+    ``channels_last`` and ``compile`` change how the step computes, not what (:mod:`sslcore.engine.compute`).
     """
 
     name: str = attrs.field(default="run", validator=_directory_name)
@@ -42,6 +44,8 @@ class RunSettings:
     batch_size: int = attrs.field(validator=v.gt(0))
     num_workers: int = attrs.field(default=2, validator=v.ge(0))
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    channels_last: bool = False
+    compile: bool = False
     log_every: int = attrs.field(default=10, validator=v.gt(0))
     checkpoint_every: int = attrs.field(default=0, validator=v.ge(0))
     keep_checkpoints: int = attrs.field(default=2, validator=v.gt(0))

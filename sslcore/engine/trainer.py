@@ -19,13 +19,16 @@ from torch.utils.data import DataLoader
 from sslcore.components.attacks import build_attack
 from sslcore.components.dual_bn import has_dual_batchnorm
 from sslcore.console import out
+from sslcore.data.decoded_cache import cached_rows
 from sslcore.engine import agreement, checkpoint, run_dir, trackers
 from sslcore.engine.collapse import CollapseGuard
-from sslcore.engine.data import EpochSampler, TrainingViews, collate
+from sslcore.engine.compute import channels_last, compile_networks, eager
+from sslcore.engine.data import EpochSampler, TrainingViews
 from sslcore.engine.optim import StepSchedule, build_optimizer
 from sslcore.engine.curves import plot_curves
 from sslcore.engine.run_log import MetricsLog, write_summary
 from sslcore.engine.step import step_seed, train_step
+from sslcore.engine.views import ready_views, training_collate
 from sslcore.errors import SslcoreError
 from sslcore.evaluation.monitor import monitored_network
 from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo
@@ -166,18 +169,23 @@ class Trainer:
         if world > 1 and run.sync_batchnorm and self.accelerator.device.type != "cpu":
             # torch's SyncBatchNorm runs on accelerators only; CPU (gloo) runs keep per-process statistics.
             method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        if run.channels_last:
+            method = method.to(memory_format=torch.channels_last)
+        if run.compile:
+            compile_networks(method)  # before the optimizer and DDP see the method; its parameter names stay
         optimizer = build_optimizer(method, recipe.optimizer, run.batch_size)
         self.schedule = StepSchedule(recipe.schedule, self.total_steps, self.steps_per_epoch)
 
         self.sampler = EpochSampler(len(self.train_data), self.steps_per_epoch * run.batch_size, seed=run.seed)
-        views = TrainingViews(self.train_data, recipe.require("views", needed_by="training").build(), seed=run.seed,
+        rows = cached_rows(self.train_data, data.config, self.accelerator, workers=run.num_workers)  # [data] cache
+        views = TrainingViews(rows, recipe.require("views", needed_by="training").build(), seed=run.seed,
                               defer_faults=world > 1)  # a corrupt row stops all processes together (agreement)
         loader = DataLoader(
             views,
             batch_size=self.local_batch,
             sampler=self.sampler,
             num_workers=run.num_workers,
-            collate_fn=collate,
+            collate_fn=training_collate(views.transform, self.accelerator.device),
             drop_last=True,
             pin_memory=self.accelerator.device.type == "cuda",
             persistent_workers=run.num_workers > 0,
@@ -207,7 +215,9 @@ class Trainer:
                 if self._eval_data is None:
                     self._eval_data = self.recipe.components["data"].build(split=EVAL_SPLIT)
                 network = monitored_network(self.method, self.evaluator)
-                results = self.evaluator.evaluate(network, self.train_data, self._eval_data, self.accelerator.device)
+                with eager(self.method):
+                    results = self.evaluator.evaluate(network, self.train_data, self._eval_data,
+                                                      self.accelerator.device)
             except SslcoreError as error:
                 failure = error
             self.method.train(was_training)
@@ -322,7 +332,9 @@ class Trainer:
         then :func:`train_step`."""
         set_seed(step_seed(self.recipe.run.seed, info.step, self.accelerator.process_index))
         self.schedule.apply(self.optimizer, info.step)
-        batch = Batch(views=raw["views"], index=raw["index"], label=raw.get("label"))
+        views = ready_views(raw["views"])
+        batch = Batch(views=channels_last(views) if self.recipe.run.channels_last else views, index=raw["index"],
+                      label=raw.get("label"))
         return train_step(self.method, self.optimizer, batch, info, model=self.model, accelerator=self.accelerator,
                           grad_clip=self.recipe.run.grad_clip, attack=self.attack)
 

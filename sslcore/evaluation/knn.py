@@ -7,16 +7,13 @@ of zhirongw/lemniscate.pytorch ``test.py``, both with k = 200 and T = 0.07 (the 
 
 from __future__ import annotations
 
-from typing import Literal
-
-import attrs
 import datasets
 import torch
 import torch.nn.functional as nnf
-from attrs import validators as v
 from torch import nn
 
-from sslcore.data.views import EvalViewsConfig, build_eval
+from sslcore.data.views import build_eval
+from sslcore.evaluation.evaluator_configs import KnnConfig
 from sslcore.evaluation.features import labelled_features, topk_accuracy
 
 
@@ -68,32 +65,6 @@ def knn_classify(
         weights = (best_sim / temperature).exp()
         scores[q_start : q_start + queries.shape[0]].scatter_add_(1, labels[best_idx], weights)
     return scores
-
-
-@attrs.frozen(kw_only=True)
-class KnnConfig:
-    """Weighted kNN monitor (InstDisc protocol) on the backbone's features of the evaluation view.
-
-    ``k``: neighbours (200 as InstDisc / DINO; DINO also reports 20); ``temperature``: T of the vote weights
-    exp(s / T); ``batch_size`` / ``num_workers``: of the feature-extraction loaders; ``limit_train`` /
-    ``limit_eval``: use only the first n images of the train (memory) / eval (query) split; ``transform``:
-    the evaluation view (must match the training views' resolution and normalization); ``features``:
-    ``"backbone"`` (what a run exports) or ``"head"``, the normalised output of the method's projection head, as
-    the official monitors of InstDisc, MoCo and InvaSpread (:mod:`sslcore.evaluation.monitor`; the engine's
-    monitor only: ``sslcore eval knn`` scores the exported backbone); ``raw_pixels``: also report
-    ``raw_pixels_knn_top1``, the same kNN on the flattened pixels of the evaluation view, the floor any
-    representation must clear (computed once per evaluator: the images do not change).
-    """
-
-    k: int = attrs.field(default=200, validator=v.gt(0))
-    temperature: float = attrs.field(default=0.07, validator=v.gt(0))
-    batch_size: int = attrs.field(default=256, validator=v.gt(0))
-    num_workers: int = attrs.field(default=2, validator=v.ge(0))
-    limit_train: int | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
-    limit_eval: int | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
-    transform: EvalViewsConfig = attrs.field(factory=EvalViewsConfig)
-    features: Literal["backbone", "head"] = "backbone"
-    raw_pixels: bool = False
 
 
 class KnnEvaluator:

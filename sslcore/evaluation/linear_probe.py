@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import math
 
-import attrs
 import datasets
 import torch
 import torch.nn.functional as nnf
-from attrs import validators as v
 from torch import nn
 
-from sslcore.data.views import EvalViewsConfig, build_eval
+from sslcore.data.views import build_eval
+from sslcore.evaluation.evaluator_configs import LinearProbeConfig
 from sslcore.evaluation.features import labelled_features, topk_accuracy
 
 
@@ -83,29 +82,6 @@ def train_linear_probe(
                 optimizer.step()
                 step += 1
     return probe.eval()
-
-
-@attrs.frozen(kw_only=True)
-class LinearProbeConfig:
-    """Offline linear probe on frozen features of the evaluation view (standardized with train statistics).
-
-    ``epochs``, ``lr`` (peak, cosine-decayed to 0), ``momentum``, ``weight_decay`` and ``probe_batch_size``:
-    the SGD run of the probe; ``seed``: its batch order; ``batch_size`` / ``num_workers``: of the
-    feature-extraction loaders; ``limit_train`` / ``limit_eval``: use only the first n images of each split;
-    ``transform``: the evaluation view (must match the training views' resolution and normalization).
-    """
-
-    epochs: int = attrs.field(default=100, validator=v.gt(0))
-    lr: float = attrs.field(default=0.1, validator=v.gt(0))
-    momentum: float = attrs.field(default=0.9, validator=[v.ge(0), v.lt(1)])
-    weight_decay: float = attrs.field(default=0.0, validator=v.ge(0))
-    probe_batch_size: int = attrs.field(default=256, validator=v.gt(0))
-    seed: int = 0
-    batch_size: int = attrs.field(default=256, validator=v.gt(0))
-    num_workers: int = attrs.field(default=2, validator=v.ge(0))
-    limit_train: int | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
-    limit_eval: int | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
-    transform: EvalViewsConfig = attrs.field(factory=EvalViewsConfig)
 
 
 class LinearProbeEvaluator:

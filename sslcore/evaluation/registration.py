@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
-
-import datasets
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from sslcore import hookimpl
-from sslcore.evaluation.knn import KnnConfig, build_knn
-from sslcore.evaluation.linear_probe import LinearProbeConfig, build_linear_probe
+from sslcore.evaluation.evaluator_configs import KnnConfig, LinearProbeConfig
+
+if TYPE_CHECKING:  # the evaluators themselves are imported on first build: `sslcore list` needs no torch
+    import datasets
+    import torch
+    from torch import nn
 
 
 @runtime_checkable
@@ -33,5 +33,5 @@ class Evaluator(Protocol):
 
 @hookimpl
 def sslcore_register_evaluators(registry):
-    registry.add("knn", build_knn, KnnConfig)
-    registry.add("linear", build_linear_probe, LinearProbeConfig)
+    registry.add("knn", "sslcore.evaluation.knn:build_knn", KnnConfig)
+    registry.add("linear", "sslcore.evaluation.linear_probe:build_linear_probe", LinearProbeConfig)

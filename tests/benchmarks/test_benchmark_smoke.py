@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 pytestmark = pytest.mark.slow  # two benchmark runs in subprocesses, about a minute on 2 cores
 
@@ -19,6 +20,9 @@ CIFAR = ROOT.parent / "shared" / "data" / "cifar10"
 HAS_LIGHTLY = importlib.util.find_spec("lightly") is not None
 METHODS = ("mocov2", "simclr", "byol", "simsiam", "mocov3")
 STEP_KEYS = ("sslcore_s", "handwritten_s", "lightly_s", "ratio_handwritten", "ratio_lightly")
+#: The end-to-end pipelines every run measures; the view-pipeline variants are measured or say why not.
+E2E_ALWAYS = ("sslcore", "sslcore_copy", "sslcore_cache")
+E2E_VARIANTS = ("sslcore_batched", "sslcore_batched_cache")
 # Runs main() with lightly made unimportable, as on a machine without it.
 WITHOUT_LIGHTLY = "import sys; sys.modules['lightly'] = None; from benchmarks.throughput import main; sys.exit(main())"
 
@@ -103,6 +107,31 @@ def test_data_pipeline_is_measured_or_skipped_with_a_reason(quick):
         return
     assert positive(result["sslcore_images_per_s"])
     assert positive(result["lightly_images_per_s"]) if HAS_LIGHTLY else result["lightly_images_per_s"] is None
+
+
+def test_end_to_end_rows_are_measured_with_positive_rates(quick):
+    result = quick[0]["end_to_end"]
+    if not (CIFAR / "train.parquet").is_file():
+        assert "no CIFAR-10 Parquet file" in result["skipped"]
+        return
+    table = result["methods"]["simclr"]
+    rates, notes = table["images_per_s"], table.get("notes", {})
+    assert set(E2E_ALWAYS) <= set(rates) and all(name in rates or name in notes for name in E2E_VARIANTS)
+    assert ("lightly" in rates) == HAS_LIGHTLY
+    for name, rate in rates.items():
+        assert positive(rate), name
+        assert positive(table["ratio"][name]), name
+    assert table["ratio"]["sslcore"] == 1.0 and positive(table["aa_ratio"])
+    assert table["same_first_loss_cache"] is True  # the decoded cache feeds the step the same pixels
+    assert "### End to end (Parquet file to optimizer step)" in (quick[1] / "benchmarks.md").read_text()
+
+
+def test_device_cuda_without_cuda_is_a_one_line_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = run_benchmark(["--quick", "--device", "cuda", "--sections", "end_to_end"])
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: --device cuda was asked for, but torch sees no CUDA device"
 
 
 def test_markdown_page_and_plot_are_written(quick):

@@ -11,12 +11,8 @@ import torch
 from timm.layers import DropPath
 from torch import nn
 
-from sslcore.components.backbones import (
-    TimmBackboneConfig,
-    build_timm_backbone,
-    convert_sync_batchnorm,
-    sslcore_register_backbones,
-)
+from sslcore.components.backbone_configs import sslcore_register_backbones
+from sslcore.components.backbones import TimmBackboneConfig, build_timm_backbone, convert_sync_batchnorm
 from sslcore.config import structure
 from sslcore.errors import SslcoreError
 from sslcore.registry import Registry

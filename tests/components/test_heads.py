@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sslcore.components.head_configs import sslcore_register_heads
 from sslcore.components.heads import (
     DINOHeadConfig,
     MLPHeadConfig,
@@ -14,7 +15,6 @@ from sslcore.components.heads import (
     build_dino_head,
     build_mlp_head,
     build_prototypes,
-    sslcore_register_heads,
 )
 from sslcore.config import structure
 from sslcore.registry import Registry

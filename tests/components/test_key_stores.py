@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslcore.components import key_stores
+from sslcore.components import key_store_configs
 from sslcore.components.key_stores import memory_bank as memory_bank_module
 from sslcore.components.key_stores import (
     InBatchConfig,
@@ -26,7 +26,7 @@ from sslcore.registry import Registry
 
 def test_registered_names_build_with_default_configs():
     registry = Registry("key_store")
-    key_stores.sslcore_register_key_stores(registry)
+    key_store_configs.sslcore_register_key_stores(registry)
     assert registry.names() == ["in_batch", "memory_bank", "queue"]
     built = {entry.name: entry.build(entry.config(), dim=8, num_samples=10) for entry in registry}
     assert isinstance(built["in_batch"], InBatchKeys) and built["in_batch"].sharding == "in_batch"
@@ -50,7 +50,7 @@ def test_config_validation():
 
 def test_every_store_answers_read_with_keys_and_takes_write():
     registry = Registry("key_store")
-    key_stores.sslcore_register_key_stores(registry)
+    key_store_configs.sslcore_register_key_stores(registry)
     keys, index = F.normalize(torch.randn(3, 8), dim=1), torch.tensor([0, 4, 9])
     for entry in registry:
         store = entry.build(entry.config(), dim=8, num_samples=10)

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from sslcore.components.key_stores import InBatchKeys
+from sslcore.components.loss_configs import sslcore_register_losses
 from sslcore.components.losses import (
     InfoNCEConfig,
     MoCoV3ContrastiveConfig,
@@ -25,7 +26,6 @@ from sslcore.components.losses import (
     SupConLoss,
     sinkhorn_knopp,
     soft_cross_entropy,
-    sslcore_register_losses,
 )
 from sslcore.keys import Keys, KeysMismatch
 from sslcore.registry import Registry

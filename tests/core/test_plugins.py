@@ -216,6 +216,7 @@ def test_the_guide_shows_the_example_as_it_is() -> None:
         "docs/examples/sslcore-fifo-keystore/sslcore_fifo_keystore.py",
         "docs/examples/sslcore-example-kind/sslcore_example_kind/hookspecs.py",
         "docs/examples/sslcore-example-kind/sslcore_example_kind/noise.py",
+        "docs/examples/sslcore-example-kind/sslcore_example_kind/gaussian.py",
     ]
     for path, text in listings:
         assert text == (DOCS.parents[1] / path).read_text(), path

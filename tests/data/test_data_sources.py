@@ -14,6 +14,7 @@ import pytest
 import sklearn.datasets
 from PIL import Image
 
+from sslcore.data.source_configs import sslcore_register_datasets
 from sslcore.data.sources import (
     DigitsSourceConfig,
     HubSourceConfig,
@@ -25,7 +26,6 @@ from sslcore.data.sources import (
     build_image_folder,
     build_parquet,
     build_saved,
-    sslcore_register_datasets,
 )
 from sslcore.errors import SslcoreError
 from sslcore.registry import Registry

@@ -21,6 +21,7 @@ from sslcore.data.augment import (
     ToNormalizedTensor,
     sample_crop_box,
 )
+from sslcore.data.view_configs import sslcore_register_transforms
 from sslcore.data.views import (
     BYOLViewsConfig,
     EvalViewsConfig,
@@ -34,7 +35,6 @@ from sslcore.data.views import (
     build_mocov2,
     build_multicrop,
     build_simclr,
-    sslcore_register_transforms,
 )
 from sslcore.errors import SslcoreError
 from sslcore.registry import Registry

@@ -80,7 +80,7 @@ def test_check_with_data_resolves_an_images_run_without_eval(tmp_path: Path, cap
     _folder(tmp_path)
     main(["check", "--data", str(tmp_path), "run.steps=3"])
     printed = capsys.readouterr().out
-    assert f'[data]\nkind = "images"\npath = "{tmp_path}"' in printed
+    assert f'[data]\nkind = "images"\ncache = "none"\npath = "{tmp_path}"' in printed
     assert "[eval]" not in printed and "steps = 3" in printed and 'name = "quickstart"' in printed
 
 

@@ -29,13 +29,21 @@ from sslcore.components.heads import MLPHead, MLPHeadConfig
 from sslcore.components.key_stores import MemoryBank, Queue
 from sslcore.components.losses import InfoNCELoss, NCELoss
 from sslcore.components.target_updaters import EMAUpdater
-from sslcore.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from sslcore.data.view_configs import IMAGENET_MEAN, IMAGENET_STD
 from sslcore.errors import SslcoreError
 from sslcore.evaluation.offline import evaluate_run
 from sslcore.method import Batch, StepInfo
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
-from sslcore.testing import TinyConfig, TinyNet, build_method, run_distributed, tiny_host, training_step
+from sslcore.testing import (
+    TinyConfig,
+    TinyNet,
+    build_method,
+    pil_and_batched_views,
+    run_distributed,
+    tiny_host,
+    training_step,
+)
 from sslcore_plugin_cmc import CMC, CMCEncoder, CMCViewsConfig, ColorSpace, build_cmc_views, rgb_features
 from sslcore_plugin_cmc.color import srgb_to_lab, srgb_to_linear_space
 
@@ -354,6 +362,17 @@ def test_recipes_resolve_and_views_keep_colour():
     assert [tuple(view.shape) for view in views] == [(3, 16, 16)] * 2
     ab = ColorSpace("lab", IMAGENET_MEAN, IMAGENET_STD)(torch.stack(views))[:, 1:]
     assert ab.std() > 0.01  # never grayscale
+
+
+def test_batched_views_are_the_pil_views():
+    """``pipeline = "batched"``: the same crops, flips, jitter and blur as the PIL pipeline for the same seeds."""
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)) for _ in range(16)]
+    options = {"size": 32, "num_views": 2, "jitter": (0.4, 0.4, 0.4, 0.1), "blur_prob": 0.5}
+    reference, views, _ = pil_and_batched_views(build_cmc_views(CMCViewsConfig(**options)),
+                                                build_cmc_views(CMCViewsConfig(**options, pipeline="batched")), images)
+    for ref, view in zip(reference, views, strict=True):
+        assert (view - ref).abs().mean() < 0.06
 
 
 # -- 2 processes x 2 samples == 1 process x 4 samples ----------------------------------------------------------------

@@ -188,6 +188,10 @@ def test_recipes_resolve():
     cifar_method = cifar.components["method"].config
     assert cifar_method.patch_size + (cifar_method.grid - 1) * cifar_method.stride == 32
     assert cifar.components["data"].kind == "parquet"
+    for recipe in (paper, cifar):  # Adam (AdamW without weight decay) at 4e-4 whatever the batch size
+        optimizer = recipe.optimizer
+        assert (optimizer.kind, optimizer.weight_decay, optimizer.base_lr) == ("adamw", 0.0, 4e-4)
+        assert optimizer.lr(recipe.run.batch_size) == optimizer.lr(7 * recipe.run.batch_size) == 4e-4
 
 
 def test_engine_trains_and_resumes_the_smoke_recipe_exactly(tmp_path, monkeypatch):

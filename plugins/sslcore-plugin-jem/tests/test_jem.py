@@ -18,7 +18,8 @@ from sslcore_plugin_jem.wrn import WideResNet, WideResNetConfig
 
 from sslcore import distributed
 from sslcore.components.sample_buffers import ReplayBuffer, ReplayConfig, build_replay
-from sslcore.components.sgld import SgldConfig, sgld
+from sslcore.components.sgld import sgld
+from sslcore.components.sgld_config import SgldConfig
 from sslcore.engine.trainer import Trainer
 from sslcore.errors import SslcoreError
 from sslcore.method import Batch, StepInfo

@@ -1,12 +1,13 @@
-"""Built-in key stores: in-batch keys, a FIFO queue and a per-sample memory bank."""
+"""Built-in key stores: in-batch keys, a FIFO queue and a per-sample memory bank (their options and registration:
+:mod:`sslcore.components.key_store_configs`)."""
 
 from __future__ import annotations
 
-from sslcore import hookimpl
+from sslcore.components.key_store_configs import InBatchConfig, MemoryBankConfig, QueueConfig
 from sslcore.components.key_stores.base import KeyStore
-from sslcore.components.key_stores.in_batch import InBatchConfig, InBatchKeys, build_in_batch
-from sslcore.components.key_stores.memory_bank import MemoryBank, MemoryBankConfig, build_memory_bank
-from sslcore.components.key_stores.queue import Queue, QueueConfig, build_queue
+from sslcore.components.key_stores.in_batch import InBatchKeys
+from sslcore.components.key_stores.memory_bank import MemoryBank
+from sslcore.components.key_stores.queue import Queue
 
 __all__ = [
     "InBatchConfig",
@@ -17,10 +18,3 @@ __all__ = [
     "Queue",
     "QueueConfig",
 ]
-
-
-@hookimpl
-def sslcore_register_key_stores(registry):
-    registry.add("in_batch", build_in_batch, InBatchConfig)
-    registry.add("queue", build_queue, QueueConfig)
-    registry.add("memory_bank", build_memory_bank, MemoryBankConfig)

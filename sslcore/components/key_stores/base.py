@@ -85,11 +85,12 @@ class KeyStore(nn.Module, abc.ABC):
 
     def _register_shard(self) -> None:
         """Record which rank of how many processes owns this state (for :attr:`sharding` ``"sharded"``)."""
-        self.register_buffer("shard", torch.tensor([distributed.rank(), distributed.world_size()]))
+        self._built_for = (distributed.rank(), distributed.world_size())  # read each step without the device
+        self.register_buffer("shard", torch.tensor(self._built_for))
 
     def _check_world(self) -> None:
         """Raise if the process group changed since this sharded store was built."""
-        built_rank, built_world = (int(v) for v in self.shard.tolist())
+        built_rank, built_world = self._built_for
         now_rank, now_world = distributed.rank(), distributed.world_size()
         if (built_rank, built_world) != (now_rank, now_world):
             raise SslcoreError(

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import attrs
 import torch
 
 from sslcore import distributed
+from sslcore.components.key_store_configs import InBatchConfig
 from sslcore.components.key_stores.base import KeyStore
 from sslcore.keys import Keys
-
-
-@attrs.frozen(kw_only=True)
-class InBatchConfig:
-    """Keys gathered from the global batch of every step.
-
-    Attributes:
-        stop_gradient: gather without gradient (all keys, this rank's own included, are constants). Use it
-            when the keys come from a target network anyway (MoCo v3: ``concat_all_gather`` of momentum keys);
-            leave it off when keys and queries share the graph (SimCLR, InvaSpread), so gradients flow through
-            the gathered keys of every rank.
-    """
-
-    stop_gradient: bool = False
 
 
 class InBatchKeys(KeyStore):

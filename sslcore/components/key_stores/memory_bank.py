@@ -10,37 +10,17 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import attrs
 import torch
 import torch.nn.functional as F
 
 from sslcore import distributed
+from sslcore.components.key_store_configs import MemoryBankConfig
 from sslcore.components.key_stores.base import KeyStore, broadcast_from_first, check_indices
 from sslcore.errors import SslcoreError
 from sslcore.keys import Keys
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}
 _INIT_CHUNK_ROWS = 1 << 16  # rows drawn at a time at init: bounds the transient memory, fixed for reproducibility
-
-
-@attrs.frozen(kw_only=True)
-class MemoryBankConfig:
-    """One feature vector per training sample, sharded over processes.
-
-    Attributes:
-        momentum: weight of the stored vector in the update ``v <- normalize(m*v + (1-m)*f)``
-            (InstDisc Sec. 3.3 / lemniscate ``--nce-m``: 0.5).
-        dtype: storage type of the bank; ``float16`` halves its memory (ImageNet: 1.28M x 128). Arithmetic is
-            done in float32 either way.
-        negatives: ``m``, the entries :meth:`MemoryBank.read` draws per query as negatives, uniformly with
-            replacement (InstDisc sec. 3.2 / lemniscate ``--nce-k``: 4096).
-    """
-
-    momentum: float = attrs.field(default=0.5, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
-    dtype: Literal["float32", "float16"] = attrs.field(
-        default="float32", validator=attrs.validators.in_(tuple(_DTYPES))
-    )
-    negatives: int = attrs.field(default=4096, validator=attrs.validators.gt(0))
 
 
 class MemoryBank(KeyStore):

@@ -2,54 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-import attrs
 import torch
 import torch.nn.functional as F
 
 from sslcore import distributed
+from sslcore.components.key_store_configs import QueueConfig
 from sslcore.components.key_stores.base import KeyStore, broadcast_from_first
-from sslcore.engine.settings import RunSettings
 from sslcore.errors import SslcoreError
 from sslcore.keys import Keys
-
-
-@attrs.frozen(kw_only=True)
-class QueueConfig:
-    """A first-in first-out queue of the most recent keys.
-
-    Attributes:
-        size: number of keys K. In ``replicated`` mode every rank holds all K (MoCo's ``--moco-k``, 65536 for
-            ImageNet); in ``sharded`` mode K is the total over ranks and each rank holds K / world_size of its
-            own keys (SwAV's ``--queue_length``, e.g. 3840, split the same way).
-        sharding: ``replicated`` gathers each step's keys from all ranks before enqueueing, so every rank holds
-            the identical queue (MoCo ``_dequeue_and_enqueue``); ``sharded`` enqueues only this rank's keys
-            (SwAV ``main_swav.py``).
-        init: ``random`` fills the queue with random unit vectors (MoCo: ``normalize(randn(dim, K), dim=0)``);
-            ``zeros`` starts empty (SwAV), for methods that wait until :attr:`Queue.filled` reaches capacity.
-        store_labels: keep each key's class label (supervised contrastive with a queue); empty slots hold -1.
-    """
-
-    size: int = attrs.field(default=65536, validator=attrs.validators.gt(0))
-    sharding: Literal["replicated", "sharded"] = attrs.field(
-        default="replicated", validator=attrs.validators.in_(("replicated", "sharded"))
-    )
-    init: Literal["random", "zeros"] = attrs.field(
-        default="random", validator=attrs.validators.in_(("random", "zeros"))
-    )
-    store_labels: bool = False
-
-    def check_run(self, run: RunSettings) -> None:
-        """Every step enqueues at least one global batch of keys (replicated: every process's; sharded: 1/N of the
-        batch into 1/N of the queue), so a smaller queue fails at the first step: reject it with the recipe."""
-        if self.size < run.batch_size:
-            raise SslcoreError(
-                f"size = {self.size} cannot hold one global batch of keys ([run] batch_size = {run.batch_size}), "
-                "which every step enqueues",
-                hint=f"set size to at least {run.batch_size} (twice that for a method that enqueues two views per "
-                "step, e.g. symmetric MoCo), or lower [run] batch_size",
-            )
 
 
 class Queue(KeyStore):
@@ -94,13 +56,17 @@ class Queue(KeyStore):
             self.register_buffer("queue", torch.zeros(self.capacity, dim))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self._filled: int | None = 0  # count on the host (None: read it once, after a checkpoint was loaded)
         self.random_init = init == "random"
         self.register_buffer("queue_labels", torch.full((self.capacity,), -1) if store_labels else None)
 
     @property
     def filled(self) -> int:
-        """How many slots on this rank hold an enqueued key (``capacity`` once the queue has wrapped)."""
-        return int(self.count)
+        """How many slots on this rank hold an enqueued key (``capacity`` once the queue has wrapped); kept on the
+        host, so that a method deciding by it does not wait for the device."""
+        if self._filled is None:
+            self._filled = int(self.count)
+        return self._filled
 
     def read(
         self,
@@ -166,6 +132,11 @@ class Queue(KeyStore):
             self.queue_labels[slots] = labels.to(self.queue_labels.dtype)
         self.ptr.copy_((self.ptr + n) % self.capacity)
         self.count.copy_(torch.clamp(self.count + n, max=self.capacity))
+        self._filled = min(self.filled + n, self.capacity)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        self._filled = None  # the loaded count
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, size={self.size}, capacity={self.capacity}, sharding={self.sharding}"

@@ -5,11 +5,11 @@ the method passes ``z.detach()`` (SimSiam's stop-grad) or a target network's out
 
 from __future__ import annotations
 
-import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sslcore.components.loss_configs import NegativeCosineConfig, NormalizedMSEConfig
 from sslcore.components.losses._checks import check_ndim, check_same_shape
 from sslcore.keys import Keys
 
@@ -25,11 +25,6 @@ def _cosine(p: torch.Tensor, keys: Keys, loss: str) -> torch.Tensor:
     return (F.normalize(p, dim=1) * F.normalize(z, dim=1)).sum(dim=1)
 
 
-@attrs.frozen(kw_only=True)
-class NegativeCosineConfig:
-    """The ``negative_cosine`` loss has no options."""
-
-
 class NegativeCosineLoss(nn.Module):
     """``D(p, z) = -cos(p, z)``, averaged over the batch (SimSiam, Chen and He, 2021, Eq. 1).
 
@@ -39,11 +34,6 @@ class NegativeCosineLoss(nn.Module):
     def forward(self, query: torch.Tensor, keys: Keys) -> torch.Tensor:
         """``query``: predictions ``p`` ``(B, D)``; ``keys.positive``: targets ``z`` ``(B, D)`` (already detached)."""
         return -_cosine(query, keys, "negative_cosine").mean()
-
-
-@attrs.frozen(kw_only=True)
-class NormalizedMSEConfig:
-    """The ``normalized_mse`` loss has no options."""
 
 
 class NormalizedMSELoss(nn.Module):

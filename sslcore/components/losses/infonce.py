@@ -6,27 +6,13 @@ memory bank (``(B, K, D)`` keys per query); with the whole bank as negatives it 
 
 from __future__ import annotations
 
-import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sslcore.components.loss_configs import InfoNCEConfig
 from sslcore.components.losses.collapse import log_candidates
 from sslcore.keys import Keys, contrast_logits
-
-
-@attrs.frozen(kw_only=True)
-class InfoNCEConfig:
-    """Options of the ``infonce`` loss.
-
-    Attributes:
-        temperature: softmax temperature tau; 0.07 in MoCo v1 (official ``--moco-t`` default), 0.2 in MoCo v2.
-        normalize: L2-normalise query, positive and negatives before the dot products. MoCo normalises in the
-            model; normalising unit vectors again changes neither value nor gradient.
-    """
-
-    temperature: float = attrs.field(default=0.07, validator=attrs.validators.gt(0))
-    normalize: bool = True
 
 
 class InfoNCELoss(nn.Module):

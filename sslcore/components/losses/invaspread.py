@@ -17,24 +17,12 @@ from __future__ import annotations
 
 import math
 
-import attrs
 import torch
 from torch import nn
 
+from sslcore.components.loss_configs import InvaSpreadLossConfig
 from sslcore.components.losses.collapse import num_candidates
 from sslcore.keys import Keys
-
-
-@attrs.frozen(kw_only=True)
-class InvaSpreadLossConfig:
-    """Options of the ``invaspread`` loss.
-
-    Fields:
-        temperature: tau of the softmax over the batch; 0.1 in the paper (sec. 4) and the official
-            ``demo_seen.py --batch-t 0.1``.
-    """
-
-    temperature: float = attrs.field(default=0.1, validator=attrs.validators.gt(0))
 
 
 class InvaSpreadLoss(nn.Module):

@@ -7,23 +7,11 @@ moco/builder.py returns ``l1 + l2``, not their mean).
 
 from __future__ import annotations
 
-import attrs
 import torch
 
+from sslcore.components.loss_configs import MoCoV3ContrastiveConfig
 from sslcore.components.losses.infonce import InfoNCELoss
 from sslcore.keys import Keys
-
-
-@attrs.frozen(kw_only=True)
-class MoCoV3ContrastiveConfig:
-    """Options of the ``mocov3_contrastive`` loss.
-
-    Attributes:
-        temperature: tau; 1.0 is the official default (ResNet-50 recipe, main_moco.py ``--moco-t``),
-            ViT recipes use 0.2.
-    """
-
-    temperature: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
 
 
 class MoCoV3ContrastiveLoss(InfoNCELoss):

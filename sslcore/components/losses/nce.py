@@ -8,31 +8,17 @@ sampled negatives approximating the partition function, use ``infonce`` with per
 
 from __future__ import annotations
 
-import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sslcore.components.loss_configs import NCEConfig
 from sslcore.components.losses._checks import check_ndim, check_same_shape
 from sslcore.distributed import all_reduce_mean
 from sslcore.keys import Keys
 
 #: Added to the denominators of Eq. 5, as the official NCECriterion does.
 _EPS = 1e-7
-
-
-@attrs.frozen(kw_only=True)
-class NCEConfig:
-    """Options of the ``nce`` loss.
-
-    Attributes:
-        temperature: tau of P(i|v) = exp(v_i . v / tau) / Z (Eq. 2); 0.07 in the paper and official code.
-        normalize: L2-normalise features, positives and negatives first. Off by default, as the official
-            ``NCEAverage``: memory entries start uniform in [-stdv, stdv] (not unit vectors) and are used as stored.
-    """
-
-    temperature: float = attrs.field(default=0.07, validator=attrs.validators.gt(0))
-    normalize: bool = False
 
 
 class NCELoss(nn.Module):

@@ -7,26 +7,11 @@ with SimCLR's defaults and name, times 2 as the official code (``loss_a + loss_b
 
 from __future__ import annotations
 
-import attrs
 import torch
 
+from sslcore.components.loss_configs import NTXentConfig
 from sslcore.components.losses.infonce import InfoNCELoss
 from sslcore.keys import Keys
-
-
-@attrs.frozen(kw_only=True)
-class NTXentConfig:
-    """Options of the ``ntxent`` loss.
-
-    Attributes:
-        temperature: tau in Eq. 1; 0.1 is the default of the official code (google-research/simclr, run.py
-            ``--temperature``) used for the ImageNet results; the CIFAR-10 experiments use 0.5.
-        normalize: use cosine similarity (the paper's sim(u, v)); false uses raw dot products
-            (the official ``--hidden_norm`` flag).
-    """
-
-    temperature: float = attrs.field(default=0.1, validator=attrs.validators.gt(0))
-    normalize: bool = True
 
 
 class NTXentLoss(InfoNCELoss):

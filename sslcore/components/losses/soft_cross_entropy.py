@@ -4,11 +4,11 @@ teacher) are computed by the method and carry no gradient."""
 
 from __future__ import annotations
 
-import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sslcore.components.loss_configs import SoftCrossEntropyConfig
 from sslcore.components.losses._checks import check_ndim, check_same_shape
 
 
@@ -23,18 +23,6 @@ def soft_cross_entropy(targets: torch.Tensor, logits: torch.Tensor, temperature:
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     return -(targets * F.log_softmax(logits / temperature, dim=1)).sum(dim=1).mean()
-
-
-@attrs.frozen(kw_only=True)
-class SoftCrossEntropyConfig:
-    """Options of the ``soft_cross_entropy`` loss.
-
-    Attributes:
-        temperature: the student's softmax temperature; 0.1 in SwAV (``--temperature``) and DINO
-            (``student_temp``).
-    """
-
-    temperature: float = attrs.field(default=0.1, validator=attrs.validators.gt(0))
 
 
 class SoftCrossEntropyLoss(nn.Module):

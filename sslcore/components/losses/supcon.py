@@ -10,32 +10,14 @@ the loss is the mean over the local anchors, so the mean over ranks equals one p
 
 from __future__ import annotations
 
-import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sslcore.components.loss_configs import SupConConfig
 from sslcore.components.losses._checks import check_ndim
 from sslcore.components.losses.collapse import log_candidates
 from sslcore.keys import Keys
-
-
-@attrs.frozen(kw_only=True)
-class SupConConfig:
-    """Options of the ``supcon`` loss.
-
-    Attributes:
-        temperature: tau in Eq. 2; 0.1 as the official CIFAR recipe (README: ``main_supcon.py --temp 0.1``).
-        base_temperature: the loss is multiplied by ``temperature / base_temperature``. 0.07 is the official
-            ``SupConLoss`` default, which main_supcon.py never overrides, so the official CIFAR runs scale
-            Eq. 2 by 0.1/0.07; set it equal to ``temperature`` for Eq. 2 unscaled.
-        normalize: L2-normalise the features (the official model normalises its projection; normalising
-            unit vectors again changes nothing).
-    """
-
-    temperature: float = attrs.field(default=0.1, validator=attrs.validators.gt(0))
-    base_temperature: float = attrs.field(default=0.07, validator=attrs.validators.gt(0))
-    normalize: bool = True
 
 
 class SupConLoss(nn.Module):

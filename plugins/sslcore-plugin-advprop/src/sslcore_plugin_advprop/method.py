@@ -3,25 +3,12 @@ improves, Xie et al. 2020 Eq. 3, whose adversarial term the engine adds from the
 
 from __future__ import annotations
 
-import attrs
 import torch.nn.functional as F
 from torch import nn
 
 from sslcore.errors import SslcoreError
 from sslcore.method import Batch, Method, MethodOutput, MethodParts, StepInfo
-
-
-@attrs.frozen(kw_only=True)
-class SupervisedConfig:
-    """The ``advprop`` method, supervised classification (recipe table: ``[backbone]``).
-
-    Fields:
-        num_classes: classes of the labelled dataset.
-        label_smoothing: cross-entropy label smoothing (0: none).
-    """
-
-    num_classes: int = attrs.field(validator=attrs.validators.ge(2))
-    label_smoothing: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0), attrs.validators.lt(1)])
+from sslcore_plugin_advprop.config import SupervisedConfig
 
 
 class SupervisedMethod(Method):

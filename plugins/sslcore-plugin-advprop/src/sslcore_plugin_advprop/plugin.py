@@ -6,18 +6,17 @@ from __future__ import annotations
 from importlib.resources import files
 
 from sslcore import hookimpl
-from sslcore_plugin_advprop.method import SupervisedConfig, build_supervised
-from sslcore_plugin_advprop.views import CropFlipViewsConfig, build_crop_flip
+from sslcore_plugin_advprop.config import CropFlipViewsConfig, SupervisedConfig
 
 
 @hookimpl
 def sslcore_register_methods(registry):
-    registry.add("advprop", build_supervised, SupervisedConfig)
+    registry.add("advprop", "sslcore_plugin_advprop.method:build_supervised", SupervisedConfig)
 
 
 @hookimpl
 def sslcore_register_transforms(registry):
-    registry.add("crop_flip", build_crop_flip, CropFlipViewsConfig)
+    registry.add("crop_flip", "sslcore_plugin_advprop.views:build_crop_flip", CropFlipViewsConfig)
 
 
 @hookimpl

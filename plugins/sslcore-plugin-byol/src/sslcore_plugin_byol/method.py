@@ -8,17 +8,9 @@ backbone + projector, moved by the engine after the optimizer step, as the offic
 
 from __future__ import annotations
 
-import attrs
-
 from sslcore.lookup import LookupDesign, LookupMethod, build_lookup
 from sslcore.method import MethodParts
-
-
-@attrs.frozen(kw_only=True)
-class BYOLConfig:
-    """The ``byol`` method has no options of its own. Its recipe tables: ``[backbone]``, ``[heads.projector]``,
-    ``[heads.predictor]`` (its input width is the projector's output), ``[target_updater]`` (``ema`` with a cosine
-    schedule for BYOL) and ``[loss]`` (``normalized_mse``)."""
+from sslcore_plugin_byol.config import BYOLConfig
 
 
 def build_byol(config: BYOLConfig, parts: MethodParts) -> LookupMethod:

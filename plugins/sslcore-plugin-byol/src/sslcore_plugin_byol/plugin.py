@@ -5,12 +5,12 @@ from __future__ import annotations
 from importlib.resources import files
 
 from sslcore import hookimpl
-from sslcore_plugin_byol.method import BYOLConfig, build_byol
+from sslcore_plugin_byol.config import BYOLConfig
 
 
 @hookimpl
 def sslcore_register_methods(registry):
-    registry.add("byol", build_byol, BYOLConfig)
+    registry.add("byol", "sslcore_plugin_byol.method:build_byol", BYOLConfig)
 
 
 @hookimpl

@@ -1,8 +1,22 @@
 """CMC for sslcore (Tian, Krishnan, Isola, "Contrastive Multiview Coding", ECCV 2020)."""
 
-from sslcore_plugin_cmc.color import MODALITIES, ColorSpace, Modality, rgb_features
-from sslcore_plugin_cmc.method import CMC, CMCConfig, CMCEncoder, build_cmc
-from sslcore_plugin_cmc.views import CMCViewsConfig, build_cmc_views
+from sslcore.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "CMC": "sslcore_plugin_cmc.method",
+        "CMCConfig": "sslcore_plugin_cmc.config",
+        "CMCEncoder": "sslcore_plugin_cmc.method",
+        "CMCViewsConfig": "sslcore_plugin_cmc.config",
+        "ColorSpace": "sslcore_plugin_cmc.color",
+        "MODALITIES": "sslcore_plugin_cmc.color",
+        "Modality": "sslcore_plugin_cmc.color",
+        "build_cmc": "sslcore_plugin_cmc.method",
+        "build_cmc_views": "sslcore_plugin_cmc.views",
+        "rgb_features": "sslcore_plugin_cmc.color",
+    },
+)
 
 __all__ = [
     "CMC",

@@ -10,14 +10,12 @@ in float32 (``rgb2lab``: sRGB -> linear RGB -> XYZ -> CIE Lab with the D65 / 2 d
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
 import torch
 from torch import nn
 
 from sslcore.export import ConcatFeatures
-
-ColorSpaceName = Literal["lab", "ycbcr", "ydbdr"]
+from sslcore_plugin_cmc.config import ColorSpaceName
 
 #: The channels of each view: L (or Y) to one encoder, ab (or CbCr, DbDr) to the other.
 MODALITIES: dict[str, slice] = {"l": slice(0, 1), "ab": slice(1, 3)}

@@ -22,9 +22,8 @@ Where the keys come from (``keys_from``):
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,32 +33,8 @@ from sslcore.components.shuffle_bn import grouped_forward, shuffled_forward
 from sslcore.errors import SslcoreError
 from sslcore.keys import Keys, KeysMismatch
 from sslcore.method import Batch, KeyWrite, Method, MethodOutput, MethodParts, StepInfo
-from sslcore_plugin_cmc.color import MODALITIES, ColorSpace, ColorSpaceName, rgb_features
-
-
-@attrs.frozen(kw_only=True)
-class CMCConfig:
-    """The ``cmc`` method (recipe tables: ``[backbones.l]``, ``[backbones.ab]``, ``[heads.l]``, ``[heads.ab]``,
-    ``[key_stores.l]``, ``[key_stores.ab]``, ``[loss]``, and ``[target_updater]`` when ``keys_from = "target"``).
-
-    Attributes:
-        color_space: the split of each RGB view: ``lab`` (L | ab, the paper), ``ycbcr`` (Y | CbCr, ``--view YCbCr``,
-            the paper's ablation) or ``ydbdr`` (Y | DbDr, PyContrast's CMC). The ``l`` tables take the first channel,
-            the ``ab`` tables the other two. The views' RGB normalisation (``[views]`` mean, std) is undone first.
-        keys_from: ``online``: the step's own embeddings are the keys, for memory banks (one view, ``train_CMC.py``);
-            ``target``: a momentum encoder's embeddings of a second crop (two views, PyContrast's CMC with queues).
-        shuffle_bn: run the momentum encoder on a shuffled global batch (PyContrast ``_shuffle_bn``; MoCo sec. 3.3).
-        bn_group_size: samples per BatchNorm group for both encoders (None: each process's batch).
-    """
-
-    color_space: ColorSpaceName = "lab"
-    keys_from: Literal["online", "target"] = "online"
-    shuffle_bn: bool = False
-    bn_group_size: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
-
-    def __attrs_post_init__(self) -> None:
-        if self.shuffle_bn and self.keys_from != "target":
-            raise ValueError("shuffle_bn shuffles the momentum encoder's batch: it needs keys_from = 'target'")
+from sslcore_plugin_cmc.color import MODALITIES, ColorSpace, rgb_features
+from sslcore_plugin_cmc.config import CMCConfig
 
 
 class CMCEncoder(nn.Module):

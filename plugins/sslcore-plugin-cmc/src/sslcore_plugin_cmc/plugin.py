@@ -5,18 +5,17 @@ from __future__ import annotations
 from importlib.resources import files
 
 from sslcore import hookimpl
-from sslcore_plugin_cmc.method import CMCConfig, build_cmc
-from sslcore_plugin_cmc.views import CMCViewsConfig, build_cmc_views
+from sslcore_plugin_cmc.config import CMCConfig, CMCViewsConfig
 
 
 @hookimpl
 def sslcore_register_methods(registry):
-    registry.add("cmc", build_cmc, CMCConfig)
+    registry.add("cmc", "sslcore_plugin_cmc.method:build_cmc", CMCConfig)
 
 
 @hookimpl
 def sslcore_register_transforms(registry):
-    registry.add("cmc", build_cmc_views, CMCViewsConfig)
+    registry.add("cmc", "sslcore_plugin_cmc.views:build_cmc_views", CMCViewsConfig)
 
 
 @hookimpl

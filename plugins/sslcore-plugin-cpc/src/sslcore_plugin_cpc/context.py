@@ -10,23 +10,11 @@ convolution with the row below masked out, so the output at row i sees input row
 
 from __future__ import annotations
 
-import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@attrs.frozen(kw_only=True)
-class MaskedConvContextConfig:
-    """Options of the ``masked_conv`` context (the ``[context]`` table).
-
-    Fields:
-        num_blocks: residual blocks (appendix pseudo-code: 5).
-        hidden_dim: channels inside each block (appendix pseudo-code: 256).
-    """
-
-    num_blocks: int = attrs.field(default=5, validator=attrs.validators.gt(0))
-    hidden_dim: int = attrs.field(default=256, validator=attrs.validators.gt(0))
+from sslcore_plugin_cpc.config import MaskedConvContextConfig
 
 
 class _CausalBlock(nn.Module):

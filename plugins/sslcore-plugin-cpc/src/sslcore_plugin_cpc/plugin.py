@@ -11,8 +11,7 @@ from importlib.resources import files
 
 from sslcore import hookimpl
 from sslcore_plugin_cpc import hookspecs
-from sslcore_plugin_cpc.context import MaskedConvContextConfig, build_masked_conv
-from sslcore_plugin_cpc.method import CPCConfig, build_cpc
+from sslcore_plugin_cpc.config import CPCConfig, MaskedConvContextConfig
 
 
 @hookimpl
@@ -22,12 +21,12 @@ def sslcore_add_kinds(kinds):
 
 @hookimpl
 def sslcore_register_contexts(registry):
-    registry.add("masked_conv", build_masked_conv, MaskedConvContextConfig)
+    registry.add("masked_conv", "sslcore_plugin_cpc.context:build_masked_conv", MaskedConvContextConfig)
 
 
 @hookimpl
 def sslcore_register_methods(registry):
-    registry.add("cpc", build_cpc, CPCConfig)
+    registry.add("cpc", "sslcore_plugin_cpc.method:build_cpc", CPCConfig)
 
 
 @hookimpl

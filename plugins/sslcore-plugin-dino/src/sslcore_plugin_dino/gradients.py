@@ -13,7 +13,8 @@ def clip_gradients_per_parameter_(parameters: Iterable[nn.Parameter], max_norm: 
     """Rescale EACH parameter's gradient to L2 norm at most ``max_norm``, in place.
 
     Unlike ``torch.nn.utils.clip_grad_norm_`` (one global norm), every tensor is clipped on its own, with the
-    official ``clip_coef = max_norm / (norm + 1e-6)`` applied when it is below 1.
+    official ``clip_coef = max_norm / (norm + 1e-6)`` applied when it is below 1 (as a factor of at most 1, so the
+    step does not wait for the device to compare).
     """
     if max_norm <= 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
@@ -21,8 +22,7 @@ def clip_gradients_per_parameter_(parameters: Iterable[nn.Parameter], max_norm: 
         if parameter.grad is None:
             continue
         coefficient = max_norm / (parameter.grad.norm(2) + 1e-6)
-        if coefficient < 1:
-            parameter.grad.mul_(coefficient)
+        parameter.grad.mul_(coefficient.clamp(max=1.0))  # x * 1.0 == x exactly
 
 
 def cancel_gradients_(module: nn.Module) -> None:

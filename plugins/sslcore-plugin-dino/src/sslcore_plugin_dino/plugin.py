@@ -5,12 +5,12 @@ from __future__ import annotations
 from importlib.resources import files
 
 from sslcore import hookimpl
-from sslcore_plugin_dino.method import DINOConfig, build_dino
+from sslcore_plugin_dino.config import DINOConfig
 
 
 @hookimpl
 def sslcore_register_methods(registry):
-    registry.add("dino", build_dino, DINOConfig)
+    registry.add("dino", "sslcore_plugin_dino.method:build_dino", DINOConfig)
 
 
 @hookimpl

@@ -1,5 +1,18 @@
 """InstDisc for sslcore (Wu et al. 2018, "Unsupervised Feature Learning via Non-Parametric Instance Discrimination")."""
 
-from sslcore_plugin_instdisc.method import InstDisc, InstDiscConfig, build_instdisc
+from sslcore.lazy import lazy_exports
 
-__all__ = ["InstDisc", "InstDiscConfig", "build_instdisc"]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "InstDisc": "sslcore_plugin_instdisc.method",
+        "InstDiscConfig": "sslcore_plugin_instdisc.config",
+        "build_instdisc": "sslcore_plugin_instdisc.method",
+    },
+)
+
+__all__ = [
+    "InstDisc",
+    "InstDiscConfig",
+    "build_instdisc",
+]

@@ -17,7 +17,6 @@ applies after the optimizer step (which does not read the bank, so the bank evol
 
 from __future__ import annotations
 
-import attrs
 import torch.nn.functional as F
 from torch import nn
 
@@ -25,20 +24,7 @@ from sslcore.components.key_stores import MemoryBank
 from sslcore.components.losses import NCELoss
 from sslcore.errors import SslcoreError
 from sslcore.method import Batch, KeyWrite, Method, MethodOutput, MethodParts, StepInfo
-
-
-@attrs.frozen(kw_only=True)
-class InstDiscConfig:
-    """The ``instdisc`` method (recipe tables it uses: ``[backbone]``, ``[heads.embedding]`` (the linear layer to
-    the 128-d feature), ``[key_store]`` (``memory_bank``) and ``[loss]`` (``nce``)).
-
-    Fields:
-        num_negatives: ``m``, the bank entries drawn per image as noise samples (paper sec. 3.2 and official
-            ``--nce-k``: 4096); unset, the key store's ``negatives``. They are drawn uniformly with replacement,
-            and may include the image's own entry, as the official ``AliasMethod`` draw over uniform unigrams does.
-    """
-
-    num_negatives: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
+from sslcore_plugin_instdisc.config import InstDiscConfig
 
 
 class InstDisc(Method):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from importlib.resources import files
 
 from sslcore import hookimpl
-from sslcore_plugin_instdisc.method import InstDiscConfig, build_instdisc
+from sslcore_plugin_instdisc.config import InstDiscConfig
 
 
 @hookimpl
 def sslcore_register_methods(registry):
-    registry.add("instdisc", build_instdisc, InstDiscConfig)
+    registry.add("instdisc", "sslcore_plugin_instdisc.method:build_instdisc", InstDiscConfig)
 
 
 @hookimpl

@@ -1,6 +1,17 @@
 """InvaSpread for sslcore (Ye et al. 2019, "Unsupervised Embedding Learning via Invariant and Spreading Instance
 Feature")."""
 
-from sslcore_plugin_invaspread.method import InvaSpreadConfig, build_invaspread
+from sslcore.lazy import lazy_exports
 
-__all__ = ["InvaSpreadConfig", "build_invaspread"]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "InvaSpreadConfig": "sslcore_plugin_invaspread.config",
+        "build_invaspread": "sslcore_plugin_invaspread.method",
+    },
+)
+
+__all__ = [
+    "InvaSpreadConfig",
+    "build_invaspread",
+]

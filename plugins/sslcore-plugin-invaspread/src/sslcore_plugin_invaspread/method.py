@@ -6,18 +6,9 @@ batch, its positive the other view of its image, by the ``invaspread`` loss.
 
 from __future__ import annotations
 
-import attrs
-
 from sslcore.lookup import LookupDesign, LookupMethod, build_lookup
 from sslcore.method import MethodParts
-
-
-@attrs.frozen(kw_only=True)
-class InvaSpreadConfig:
-    """The ``invaspread`` method has no options of its own. Recipe tables it uses: ``[backbone]``,
-    ``[heads.embedding]`` (the linear layer to the 128-d feature), ``[key_store]`` (``in_batch``; the loss treats
-    the gathered features as constants, as the official code, so ``stop_gradient = true`` saves the backward
-    all-reduce without changing anything) and ``[loss]`` (``invaspread``)."""
+from sslcore_plugin_invaspread.config import InvaSpreadConfig
 
 
 def build_invaspread(config: InvaSpreadConfig, parts: MethodParts) -> LookupMethod:

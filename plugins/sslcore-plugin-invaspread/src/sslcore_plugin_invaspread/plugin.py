@@ -6,12 +6,12 @@ from __future__ import annotations
 from importlib.resources import files
 
 from sslcore import hookimpl
-from sslcore_plugin_invaspread.method import InvaSpreadConfig, build_invaspread
+from sslcore_plugin_invaspread.config import InvaSpreadConfig
 
 
 @hookimpl
 def sslcore_register_methods(registry):
-    registry.add("invaspread", build_invaspread, InvaSpreadConfig)
+    registry.add("invaspread", "sslcore_plugin_invaspread.method:build_invaspread", InvaSpreadConfig)
 
 
 @hookimpl

@@ -19,21 +19,15 @@ Every random number comes from a generator seeded with ``seed``: the sets are th
 
 from __future__ import annotations
 
-from typing import Literal
-
-import attrs
 import datasets
 import torch
 import torch.nn.functional as F
-from attrs import validators as v
 from torch import nn
 
 from sslcore.data.loaders import make_eval_loader
-from sslcore.data.views import EvalViewsConfig, build_eval
+from sslcore.data.views import build_eval
 from sslcore.evaluation.features import first_rows, require_labels
-
-OodSet = Literal["interp", "uniform", "constant"]
-OOD_SETS: tuple[str, ...] = ("interp", "uniform", "constant")
+from sslcore_plugin_jem.config import HybridEvalConfig
 
 
 def expected_calibration_error(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
@@ -73,24 +67,6 @@ def ood_images(
     shape = images.shape if name == "uniform" else (*images.shape[:2], 1, 1)
     pixels = torch.rand(shape, generator=generator).expand(images.shape)
     return (pixels - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
-
-
-@attrs.frozen(kw_only=True)
-class HybridEvalConfig:
-    """``limit_train`` / ``limit_eval``: the first n images of the train split (for ``train_accuracy``) and of the
-    test split; ``bins``: of the ECE; ``ood``: the out-of-distribution sets; ``noise``: std of the Gaussian added
-    to every evaluated image (JEM's ``--sigma``); ``seed``: of the sets and that noise; ``batch_size`` /
-    ``num_workers``: of the loaders; ``transform``: the evaluation view (mean = std = 0.5 for JEM)."""
-
-    limit_train: int | None = attrs.field(default=5000, validator=v.optional(v.gt(0)))
-    limit_eval: int | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
-    bins: int = attrs.field(default=15, validator=v.gt(0))
-    ood: tuple[OodSet, ...] = attrs.field(default=OOD_SETS, validator=v.deep_iterable(v.in_(OOD_SETS)))
-    noise: float = attrs.field(default=0.0, validator=v.ge(0))
-    seed: int = 0
-    batch_size: int = attrs.field(default=256, validator=v.gt(0))
-    num_workers: int = attrs.field(default=2, validator=v.ge(0))
-    transform: EvalViewsConfig = attrs.field(factory=EvalViewsConfig)
 
 
 class HybridEvaluator:

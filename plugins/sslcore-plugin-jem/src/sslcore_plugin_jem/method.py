@@ -32,16 +32,14 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
-import attrs
 import torch
 import torch.nn.functional as F
-from attrs import validators as v
 from torch import nn
 
 from sslcore.components.sample_buffers import SampleBuffer
-from sslcore.components.sgld import SgldConfig
 from sslcore.errors import SslcoreError
 from sslcore.method import Batch, KeyWrite, Method, MethodOutput, MethodParts, StepInfo
+from sslcore_plugin_jem.config import HdgeConfig, JemConfig
 
 
 def energy(logits: torch.Tensor) -> torch.Tensor:
@@ -82,39 +80,6 @@ class EnergyClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.class_output(self.backbone(images))
-
-
-def _weight(**kwargs):
-    return attrs.field(validator=v.ge(0), **kwargs)
-
-
-@attrs.frozen(kw_only=True)
-class JemConfig:
-    """``num_classes``; ``ce_weight`` (``--p_y_given_x_weight``) and ``p_x_weight`` (``--p_x_weight``; 0: a plain
-    classifier); ``sgld``: the sampler (``--n_steps 20 --sgld_lr 1 --sgld_std 0.01``); ``grid``: how many buffer
-    images ``samples.png`` shows. Tables: ``[backbone]``, ``[sample_buffer]``."""
-
-    num_classes: int = attrs.field(default=10, validator=v.gt(1))
-    ce_weight: float = _weight(default=1.0)
-    p_x_weight: float = _weight(default=1.0)
-    sgld: SgldConfig = attrs.field(factory=SgldConfig)
-    grid: int = attrs.field(default=64, validator=v.gt(0))
-
-
-@attrs.frozen(kw_only=True)
-class HdgeConfig:
-    """``num_classes``; ``ce_weight`` (``--pyxce``), ``contrast_weight`` (``--pxycontrast``), ``temperature``
-    (``--contrast_t``) and ``p_x_weight`` (``--pxsgld``: JEM's SGLD term, off by default); ``sgld``, ``grid``: as
-    for ``jem``. Tables: ``[backbone]``, ``[key_store]`` (a queue, K = ``--contrast_k``) and, when ``p_x_weight``
-    > 0, ``[sample_buffer]``."""
-
-    num_classes: int = attrs.field(default=10, validator=v.gt(1))
-    ce_weight: float = _weight(default=1.0)
-    contrast_weight: float = _weight(default=1.0)
-    temperature: float = attrs.field(default=0.1, validator=v.gt(0))
-    p_x_weight: float = _weight(default=0.0)
-    sgld: SgldConfig = attrs.field(factory=SgldConfig)
-    grid: int = attrs.field(default=64, validator=v.gt(0))
 
 
 class HybridMethod(Method):

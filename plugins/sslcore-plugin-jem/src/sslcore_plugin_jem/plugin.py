@@ -6,31 +6,28 @@ from __future__ import annotations
 from importlib.resources import files
 
 from sslcore import hookimpl
-from sslcore_plugin_jem.evaluate import HybridEvalConfig, build_hybrid
-from sslcore_plugin_jem.method import HdgeConfig, JemConfig, build_hdge, build_jem
-from sslcore_plugin_jem.views import PadCropViewsConfig, build_padcrop
-from sslcore_plugin_jem.wrn import WideResNetConfig, build_wide_resnet
+from sslcore_plugin_jem.config import HdgeConfig, HybridEvalConfig, JemConfig, PadCropViewsConfig, WideResNetConfig
 
 
 @hookimpl
 def sslcore_register_methods(registry):
-    registry.add("jem", build_jem, JemConfig)
-    registry.add("hdge", build_hdge, HdgeConfig)
+    registry.add("jem", "sslcore_plugin_jem.method:build_jem", JemConfig)
+    registry.add("hdge", "sslcore_plugin_jem.method:build_hdge", HdgeConfig)
 
 
 @hookimpl
 def sslcore_register_backbones(registry):
-    registry.add("wrn", build_wide_resnet, WideResNetConfig)
+    registry.add("wrn", "sslcore_plugin_jem.wrn:build_wide_resnet", WideResNetConfig)
 
 
 @hookimpl
 def sslcore_register_transforms(registry):
-    registry.add("padcrop", build_padcrop, PadCropViewsConfig)
+    registry.add("padcrop", "sslcore_plugin_jem.views:build_padcrop", PadCropViewsConfig)
 
 
 @hookimpl
 def sslcore_register_evaluators(registry):
-    registry.add("hybrid", build_hybrid, HybridEvalConfig)
+    registry.add("hybrid", "sslcore_plugin_jem.evaluate:build_hybrid", HybridEvalConfig)
 
 
 @hookimpl

@@ -5,31 +5,13 @@ stable")."""
 
 from __future__ import annotations
 
-import attrs
 import torch
-from attrs import validators as v
 from PIL import Image
 from torchvision.transforms import functional as F
 
 from sslcore.data.augment import MultiView, RandomHorizontalFlip, ToNormalizedTensor, ToRGB
 from sslcore.errors import SslcoreError
-
-HALF: tuple[float, ...] = (0.5, 0.5, 0.5)
-
-
-@attrs.frozen(kw_only=True)
-class PadCropViewsConfig:
-    """``size``: crop side; ``padding``: reflect padding before the crop; ``flip``: random horizontal flip (off for
-    SVHN in the official code); ``noise``: std of the Gaussian added to the normalised image; ``mean`` / ``std``:
-    normalisation (the evaluator's ``transform`` must use the same); ``num_views``: views per image."""
-
-    size: int = attrs.field(default=32, validator=v.gt(0))
-    padding: int = attrs.field(default=4, validator=v.ge(0))
-    flip: bool = True
-    noise: float = attrs.field(default=0.03, validator=v.ge(0))
-    mean: tuple[float, ...] = HALF
-    std: tuple[float, ...] = HALF
-    num_views: int = attrs.field(default=1, validator=v.gt(0))
+from sslcore_plugin_jem.config import PadCropViewsConfig
 
 
 class PadCropView:

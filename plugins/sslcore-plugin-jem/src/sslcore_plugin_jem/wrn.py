@@ -10,33 +10,11 @@ adaptive pooling here also accepts smaller test images.
 
 from __future__ import annotations
 
-from typing import Literal
-
-import attrs
 import torch
 import torch.nn.functional as F
-from attrs import validators as v
 from torch import nn
 
-Norm = Literal["none", "batch", "instance", "layer"]
-
-
-def _depth(_instance, _attribute, depth: int) -> None:
-    if depth < 10 or (depth - 4) % 6:
-        raise ValueError(f"a Wide ResNet's depth is 6n + 4 with n >= 1, got {depth}")
-
-
-@attrs.frozen(kw_only=True)
-class WideResNetConfig:
-    """``depth`` (6n + 4: 28) and ``width`` (k: 10) of WRN-d-k; ``norm``: ``none`` (JEM's default), ``batch``
-    (BatchNorm with momentum 0.9, as the official ``get_norm``), ``instance`` or ``layer``; ``dropout`` between the
-    convolutions of a block; ``leak``: the negative slope of the leaky ReLUs."""
-
-    depth: int = attrs.field(default=28, validator=_depth)
-    width: int = attrs.field(default=10, validator=v.gt(0))
-    norm: Norm = attrs.field(default="none", validator=v.in_(("none", "batch", "instance", "layer")))
-    dropout: float = attrs.field(default=0.0, validator=[v.ge(0), v.lt(1)])
-    leak: float = attrs.field(default=0.2, validator=v.ge(0))
+from sslcore_plugin_jem.config import Norm, WideResNetConfig
 
 
 def _norm(channels: int, norm: Norm) -> nn.Module:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from importlib.resources import files
 
 from sslcore import hookimpl
-from sslcore_plugin_moco.method import MoCoConfig, build_moco
+from sslcore_plugin_moco.config import MoCoConfig
 
 
 @hookimpl
 def sslcore_register_methods(registry):
-    registry.add("moco", build_moco, MoCoConfig)
+    registry.add("moco", "sslcore_plugin_moco.method:build_moco", MoCoConfig)
 
 
 @hookimpl

@@ -1,5 +1,16 @@
 """MoCo v3 for sslcore: a momentum encoder, a predictor and the keys of the global batch."""
 
-from sslcore_plugin_mocov3.method import MoCoV3Config, build_mocov3
+from sslcore.lazy import lazy_exports
 
-__all__ = ["MoCoV3Config", "build_mocov3"]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "MoCoV3Config": "sslcore_plugin_mocov3.config",
+        "build_mocov3": "sslcore_plugin_mocov3.method",
+    },
+)
+
+__all__ = [
+    "MoCoV3Config",
+    "build_mocov3",
+]

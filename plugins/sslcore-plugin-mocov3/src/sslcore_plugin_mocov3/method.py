@@ -8,17 +8,9 @@ global batch are the dictionary (``concat_all_gather``, no gradient); the loss i
 
 from __future__ import annotations
 
-import attrs
-
 from sslcore.lookup import LookupDesign, LookupMethod, build_lookup
 from sslcore.method import MethodParts
-
-
-@attrs.frozen(kw_only=True)
-class MoCoV3Config:
-    """The ``mocov3`` method has no options of its own. Its parts are the ``[backbone]``,
-    ``[heads.projector]``, ``[heads.predictor]``, ``[key_store]`` (``in_batch``, ``stop_gradient = true``),
-    ``[target_updater]`` (``ema``, cosine from 0.99 to 1) and ``[loss]`` (``mocov3_contrastive``) tables."""
+from sslcore_plugin_mocov3.config import MoCoV3Config
 
 
 def build_mocov3(config: MoCoV3Config, parts: MethodParts) -> LookupMethod:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from importlib.resources import files
 
 from sslcore import hookimpl
-from sslcore_plugin_mocov3.method import MoCoV3Config, build_mocov3
+from sslcore_plugin_mocov3.config import MoCoV3Config
 
 
 @hookimpl
 def sslcore_register_methods(registry):
-    registry.add("mocov3", build_mocov3, MoCoV3Config)
+    registry.add("mocov3", "sslcore_plugin_mocov3.method:build_mocov3", MoCoV3Config)
 
 
 @hookimpl

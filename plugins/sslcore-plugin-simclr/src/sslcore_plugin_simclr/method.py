@@ -12,24 +12,9 @@ gradient (``tpu_cross_replica_concat`` in ``objective.py``). v1 and v2 differ by
 
 from __future__ import annotations
 
-import attrs
-
 from sslcore.lookup import LookupDesign, LookupMethod, build_lookup
 from sslcore.method import MethodParts
-
-
-@attrs.frozen(kw_only=True)
-class SimCLRConfig:
-    """The ``simclr`` method (recipe tables: ``[backbone]``, ``[heads.projector]``, ``[key_store]`` and ``[loss]``).
-
-    Fields:
-        eval_from_projector_layer: how many blocks of the projection head (Linear -> BatchNorm -> ReLU) sit on
-            top of the backbone in the network to fine-tune or evaluate. 0: the backbone alone (SimCLR v1). 1: the
-            backbone and the head's first layer, from which SimCLR v2 fine-tunes (sec. 2.2; official
-            ``--ft_proj_selector=1``). Must be smaller than the projection head's number of layers.
-    """
-
-    eval_from_projector_layer: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+from sslcore_plugin_simclr.config import SimCLRConfig
 
 
 def build_simclr(config: SimCLRConfig, parts: MethodParts) -> LookupMethod:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from importlib.resources import files
 
 from sslcore import hookimpl
-from sslcore_plugin_simclr.method import SimCLRConfig, build_simclr
+from sslcore_plugin_simclr.config import SimCLRConfig
 
 
 @hookimpl
 def sslcore_register_methods(registry):
-    registry.add("simclr", build_simclr, SimCLRConfig)
+    registry.add("simclr", "sslcore_plugin_simclr.method:build_simclr", SimCLRConfig)
 
 
 @hookimpl

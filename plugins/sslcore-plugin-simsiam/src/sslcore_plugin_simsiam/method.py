@@ -8,17 +8,9 @@ official code's ``z1.detach()``; another target updater (``ema``, say) gives key
 
 from __future__ import annotations
 
-import attrs
-
 from sslcore.lookup import LookupDesign, LookupMethod, build_lookup
 from sslcore.method import MethodParts
-
-
-@attrs.frozen(kw_only=True)
-class SimSiamConfig:
-    """The ``simsiam`` method has no options of its own. Its recipe tables: ``[backbone]``, ``[heads.projector]``,
-    ``[heads.predictor]`` (input and output width: the projector's output), ``[target_updater]`` (``stop_grad``)
-    and ``[loss]`` (``negative_cosine``)."""
+from sslcore_plugin_simsiam.config import SimSiamConfig
 
 
 def build_simsiam(config: SimSiamConfig, parts: MethodParts) -> LookupMethod:

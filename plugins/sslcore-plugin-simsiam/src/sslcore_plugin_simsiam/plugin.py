@@ -5,12 +5,12 @@ from __future__ import annotations
 from importlib.resources import files
 
 from sslcore import hookimpl
-from sslcore_plugin_simsiam.method import SimSiamConfig, build_simsiam
+from sslcore_plugin_simsiam.config import SimSiamConfig
 
 
 @hookimpl
 def sslcore_register_methods(registry):
-    registry.add("simsiam", build_simsiam, SimSiamConfig)
+    registry.add("simsiam", "sslcore_plugin_simsiam.method:build_simsiam", SimSiamConfig)
 
 
 @hookimpl

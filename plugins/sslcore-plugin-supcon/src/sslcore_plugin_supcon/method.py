@@ -9,19 +9,10 @@ The contrast set is always the global batch; a ``[key_store]`` other than ``in_b
 
 from __future__ import annotations
 
-import attrs
-
 from sslcore.components.key_stores import InBatchKeys
 from sslcore.lookup import LookupDesign, LookupMethod, build_lookup
 from sslcore.method import MethodParts
-
-
-@attrs.frozen(kw_only=True)
-class SupConMethodConfig:
-    """The ``supcon`` method has no options of its own. Recipe tables it uses: ``[backbone]``,
-    ``[heads.projector]`` (SupConResNet's 'mlp' head: ``kind = "mlp"``, ``num_layers = 2``, ``hidden_dim`` = the
-    backbone width, ``out_dim = 128``), ``[loss]`` (``supcon``) and ``[key_store]``: ``in_batch`` (the paper), or
-    ``queue`` with ``store_labels = true`` (the extension)."""
+from sslcore_plugin_supcon.config import SupConMethodConfig
 
 
 def build_supcon(config: SupConMethodConfig, parts: MethodParts) -> LookupMethod:

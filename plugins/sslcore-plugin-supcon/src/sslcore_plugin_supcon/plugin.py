@@ -5,12 +5,12 @@ from __future__ import annotations
 from importlib.resources import files
 
 from sslcore import hookimpl
-from sslcore_plugin_supcon.method import SupConMethodConfig, build_supcon
+from sslcore_plugin_supcon.config import SupConMethodConfig
 
 
 @hookimpl
 def sslcore_register_methods(registry):
-    registry.add("supcon", build_supcon, SupConMethodConfig)
+    registry.add("supcon", "sslcore_plugin_supcon.method:build_supcon", SupConMethodConfig)
 
 
 @hookimpl

@@ -1,6 +1,20 @@
 """SwAV for sslcore (Caron et al. 2020): Sinkhorn cluster codes, swapped prediction, multi-crop."""
 
-from sslcore.components.multicrop import multicrop_forward
-from sslcore_plugin_swav.method import SwAV, SwAVConfig, build_swav
+from sslcore.lazy import lazy_exports
 
-__all__ = ["SwAV", "SwAVConfig", "build_swav", "multicrop_forward"]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "SwAV": "sslcore_plugin_swav.method",
+        "SwAVConfig": "sslcore_plugin_swav.config",
+        "build_swav": "sslcore_plugin_swav.method",
+        "multicrop_forward": "sslcore.components.multicrop",
+    },
+)
+
+__all__ = [
+    "SwAV",
+    "SwAVConfig",
+    "build_swav",
+    "multicrop_forward",
+]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from importlib.resources import files
 
 from sslcore import hookimpl
-from sslcore_plugin_swav.method import SwAVConfig, build_swav
+from sslcore_plugin_swav.config import SwAVConfig
 
 
 @hookimpl
 def sslcore_register_methods(registry):
-    registry.add("swav", build_swav, SwAVConfig)
+    registry.add("swav", "sslcore_plugin_swav.method:build_swav", SwAVConfig)
 
 
 @hookimpl
