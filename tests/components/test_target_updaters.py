@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sslcore.components import target_updaters
+from sslcore.components import target_updater_configs
 from sslcore.components.target_updaters import (
     CopyUpdater,
     EMAConfig,
@@ -37,7 +37,7 @@ def _train_a_little(online: nn.Module) -> None:
 
 def test_registered_names():
     registry = Registry("target_updater")
-    target_updaters.sslcore_register_target_updaters(registry)
+    target_updater_configs.sslcore_register_target_updaters(registry)
     assert registry.names() == ["copy", "ema", "stop_grad"]
     built = {entry.name: entry.build(entry.config(), total_steps=10) for entry in registry}
     assert isinstance(built["copy"], CopyUpdater)
