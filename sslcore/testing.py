@@ -10,10 +10,11 @@ import inspect
 import os
 import pkgutil
 import socket
+import sys
 import tempfile
 import types
-from types import ModuleType
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 import attrs
@@ -48,6 +49,11 @@ def _worker(rank: int, world: int, port: int, fn: Callable[..., Any], args: tupl
         dist.barrier()  # no rank tears gloo down while another still talks to it (a std::terminate otherwise)
     finally:
         dist.destroy_process_group()
+    # Its result is saved: leave without the interpreter's teardown, where torch's gloo / DDP threads being
+    # destroyed now and then abort a finished process ("terminate called without an active exception").
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_distributed(fn: Callable[..., Any], *args: Any, world_size: int = 2) -> list[Any]:
