@@ -145,8 +145,42 @@ def summary(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def end_to_end_plot_path(path: Path) -> Path:
+    """Where :func:`plot` draws the end-to-end bars, beside ``path``."""
+    return path.with_name(f"{path.stem}-end-to-end{path.suffix}")
+
+
+def plot_end_to_end(result: dict[str, Any], path: Path) -> None:
+    """Images per second of each end-to-end pipeline, one panel per method, with the per-repeat spread."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = result["methods"]
+    fig, axes = plt.subplots(1, len(methods), figsize=(6.5 * len(methods), 3.6), squeeze=False)
+    for ax, (name, r) in zip(axes[0], methods.items()):
+        names = list(r["images_per_s"])
+        rates = [r["images_per_s"][c] for c in names]
+        errors = [rate * (r["spread"][c] or 0.0) / 2 for c, rate in zip(names, rates)]  # None: one repeat
+        colours = ["tab:gray" if c == "lightly" else "tab:blue" for c in names]
+        ax.barh(range(len(names)), rates, xerr=errors, color=colours)
+        ax.set_yticks(range(len(names)), [E2E_LABELS.get(c, c) for c in names], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("images per second (bars: median; whiskers: spread over repeats)")
+        ax.set_title(f"{name}: {r['backbone']} at {r['image_size']} px, batch {r['batch_size']}, "
+                     f"{r['workers']} workers", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
-    """The scaling curves (2 x 2), or the per-method step times when the scaling section was not run."""
+    """The scaling curves (2 x 2), or the per-method step times when the scaling section was not run; the
+    end-to-end bars beside them (:func:`end_to_end_plot_path`) when that section ran."""
+    if results.get("end_to_end", {}).get("methods"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plot_end_to_end(results["end_to_end"], end_to_end_plot_path(path))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -273,8 +307,10 @@ def page(results: dict[str, Any], plot_name: str | None) -> str:
         out += ["### Data loading + augmentation (CIFAR-10, SimCLR views)", "", pipeline_table(results["pipeline"]),
                 ""]
     if "end_to_end" in results:
-        out += ["### End to end (Parquet file to optimizer step)", "",
-                end_to_end_text(results["end_to_end"], results["machine"]["device"]), ""]
+        out += ["### End to end (Parquet file to optimizer step)", ""]
+        if plot_name and results["end_to_end"].get("methods"):
+            out += [f"![end-to-end images per second]({end_to_end_plot_path(Path(plot_name)).as_posix()})", ""]
+        out += [end_to_end_text(results["end_to_end"], results["machine"]["device"]), ""]
     if "scaling" in results:
         s = results["scaling"]
         out += ["### Scaling", ""]

@@ -10,6 +10,8 @@ Loaders, all with the same workers and batch size, timed in turns (the order rot
   the CPU);
 - ``batched-main``: the same, views made per batch in this process after the loader (what the engine does on an
   accelerator, here on the CPU), to show why the CPU path makes them in the workers;
+- ``pil-cache`` and ``batched-cache``: ``pil`` and ``batched`` reading the rows from the decoded-image cache
+  (``[data] cache = "decoded"``, built before timing), so no image is decoded per read;
 - ``lightly``: lightly's ``SimCLRTransform`` with the same settings in a plain ``DataLoader`` (as in
   :mod:`benchmarks.pipeline`), when lightly is installed.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from torch.utils.data import DataLoader
 
 from benchmarks.common import BenchConfig, load_average, median, spread
 from benchmarks.pipeline import _rate, lightly_loader
+from sslcore.data.decoded_cache import DecodedRows, build, entry_path, fingerprint, stale_reason
 from sslcore.data.sources import ParquetSourceConfig, build_parquet
 from sslcore.data.views import SimCLRViewsConfig, build_simclr
 from sslcore.engine.data import EpochSampler, TrainingViews
@@ -63,12 +67,29 @@ def sslcore_loader(rows: Any, pipeline: str, batch_size: int, workers: int, here
     return MadeHere(loader) if here else loader
 
 
+def decoded_rows(rows: Any, folder: Path, workers: int) -> DecodedRows:
+    """``rows`` read from a decoded-image cache entry under ``folder``, built first as the engine builds it."""
+    options = ParquetSourceConfig(train="unused", cache="decoded", cache_dir=str(folder))
+    entry, expected = entry_path(rows, options), fingerprint(rows, options.cache_max_side)
+    if stale_reason(entry, expected) is not None:
+        build(rows, entry, expected, options.cache_max_side, workers)
+    return DecodedRows(entry, rows)
+
+
 def measure(data: Path, *, workers: int, batch_size: int, batches: int, repeats: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="sslcore-views-") as folder:
+        return _measure(data, Path(folder), workers=workers, batch_size=batch_size, batches=batches, repeats=repeats)
+
+
+def _measure(data: Path, folder: Path, *, workers: int, batch_size: int, batches: int, repeats: int) -> dict[str, Any]:
     rows = build_parquet(ParquetSourceConfig(train=str(data / "train.parquet")), "train")
+    cached = decoded_rows(rows, folder, workers)
     loaders: dict[str, Iterable] = {
         "pil": sslcore_loader(rows, "pil", batch_size, workers),
         "batched": sslcore_loader(rows, "batched", batch_size, workers),
         "batched-main": sslcore_loader(rows, "batched", batch_size, workers, here=True),
+        "pil-cache": sslcore_loader(cached, "pil", batch_size, workers),
+        "batched-cache": sslcore_loader(cached, "batched", batch_size, workers),
     }
     try:
         import lightly  # noqa: F401
@@ -117,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     for name, rate in result["images_per_s"].items():
         print(
-            f"  {name:13s} {rate:8.0f} images/s  x{result['ratio_to_pil'][name]:.2f} of pil  "
+            f"  {name:14s} {rate:8.0f} images/s  x{result['ratio_to_pil'][name]:.2f} of pil  "
             f"(spread {result['spread'][name] or 0:.0%})"
         )
     if args.json:

@@ -11,6 +11,7 @@ pipelines.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from typing import Literal
 
@@ -68,7 +69,25 @@ class ViewDraw:
     params: torch.Tensor
 
 
-class BatchedViews:
+class BatchTransform(abc.ABC):
+    """A view transform of the batched pipeline: ``__call__`` decodes one sample and draws its views' parameters (in
+    a loader worker, under the sample's seed), :meth:`apply` makes the views of a whole batch as tensor operations.
+    The engine gives any subclass the batched pipeline (a plugin's own view transform included)."""
+
+    @abc.abstractmethod
+    def __call__(self, image: Image.Image) -> ViewDraw:
+        """The sample's RGB pixels and one parameter row per view."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Views per image."""
+
+    @abc.abstractmethod
+    def apply(self, pixels: torch.Tensor, params: torch.Tensor) -> list[torch.Tensor]:
+        """uint8 ``pixels`` (B, 3, H, W) and ``params`` (B, views, P) -> one float (B, 3, h, w) tensor per view."""
+
+
+class BatchedViews(BatchTransform):
     """The batched counterpart of ``MultiView([spec.build() for spec in specs])``: ``__call__`` draws a sample's
     parameters, :meth:`apply` makes the views of a batch."""
 
@@ -145,7 +164,7 @@ class PendingViews:
 
     pixels: torch.Tensor
     params: torch.Tensor
-    views: BatchedViews
+    views: BatchTransform
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> PendingViews:
         move = {"device": device, "non_blocking": non_blocking}
@@ -158,7 +177,7 @@ class PendingViews:
         return self.views.apply(self.pixels, self.params)
 
 
-def batch_draws(draws: Sequence[ViewDraw], views: BatchedViews) -> PendingViews:
+def batch_draws(draws: Sequence[ViewDraw], views: BatchTransform) -> PendingViews:
     """Samples' draws -> one :class:`PendingViews`."""
     return PendingViews(stack_pixels([d.pixels for d in draws]), torch.stack([d.params for d in draws]), views)
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from sslcore.data.batched import BatchedViews, PendingViews, batch_draws
+from sslcore.data.batched import BatchTransform, PendingViews, batch_draws
 from sslcore.engine.data import collate
 
 
-def _collate_batched(items: list[dict[str, Any]], views: BatchedViews, finish: bool) -> dict[str, Any]:
+def _collate_batched(items: list[dict[str, Any]], views: BatchTransform, finish: bool) -> dict[str, Any]:
     batch = collate([{**item, "views": []} for item in items])
     pending = batch_draws([item["views"] for item in items], views)
     batch["views"] = pending.finish() if finish else pending
@@ -27,7 +27,7 @@ def _collate_batched(items: list[dict[str, Any]], views: BatchedViews, finish: b
 
 def training_collate(transform: Any, device: torch.device) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
     """The loader's ``collate_fn`` for the recipe's view ``transform`` on ``device``."""
-    if isinstance(transform, BatchedViews):
+    if isinstance(transform, BatchTransform):
         return partial(_collate_batched, views=transform, finish=device.type == "cpu")
     return collate
 

@@ -141,4 +141,7 @@ def test_markdown_page_and_plot_are_written(quick):
     assert results["command"] in page
     assert "| mocov3 |" in page and "smoke run" in page and "![scaling curves](benchmarks.png)" in page
     assert (out / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if results["end_to_end"].get("methods"):  # measured here (skipped without ../shared/data)
+        assert "![end-to-end images per second](benchmarks-end-to-end.png)" in page
+        assert (out / "benchmarks-end-to-end.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -4,7 +4,8 @@
 Counted on short CPU runs of shipped recipes, from the start of each step that is not a log step to the start of the
 next step: the step, the loss window, the loop's bookkeeping. Not counted: the data loader (on a real run its
 workers, on the host), and reads inside ``torch.optim`` (Adam keeps its step counters on the host, where ``.item()``
-waits for nothing). InstDisc's and CMC's memory bank still checks its indices each step (see the engine docs).
+waits for nothing). A boolean-mask index or ``torch.unique`` would also wait on an accelerator without a Python
+read: the memory bank avoids both (fixed-size gathers and writes) and checks its indices with a device assertion.
 """
 
 from __future__ import annotations
@@ -86,8 +87,11 @@ def reads(monkeypatch) -> HostReads:
 
 
 # SimCLR (in-batch keys, LARS), MoCo v2 (queue, EMA target, shuffled BN), BYOL (predictor, EMA), SwAV (queues it
-# waits to fill, Sinkhorn), DINO (multi-crop, centering, per-parameter clipping, AdamW).
-@pytest.mark.parametrize("name", ["simclr_smoke", "moco_smoke", "byol_smoke", "swav_smoke", "dino_smoke"])
+# waits to fill, Sinkhorn), DINO (multi-crop, centering, per-parameter clipping, AdamW), InstDisc (memory bank,
+# NCE's Z fixed on the first step), CMC (two memory banks).
+@pytest.mark.parametrize(
+    "name", ["simclr_smoke", "moco_smoke", "byol_smoke", "swav_smoke", "dino_smoke", "instdisc_smoke", "cmc_smoke"]
+)
 def test_no_step_reads_the_device_between_log_steps(tmp_path: Path, reads: HostReads, name: str):
     host = PluginHost()
     Trainer(resolve(name, host, [*SHORT, f"run.output_dir={tmp_path}"]), host).fit()

@@ -109,3 +109,33 @@ def test_tensorboard_and_wandb_log_the_run_and_a_resume_continues_them(tmp_path,
     wandb_id = json.loads((run_dir / "trackers.json").read_text())["wandb"]
     offline_runs = sorted(path.name for path in (run_dir / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 2 and all(name.endswith(f"-{wandb_id}") for name in offline_runs)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("trackio") is None, reason='needs the extra: pip install "sslcore[trackio]"')
+def test_trackio_logs_the_run_and_a_resume_continues_the_same_run(tmp_path, plugin_env, monkeypatch) -> None:
+    import trackio.sqlite_storage as storage
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(recipe_text(tmp_path / "out", steps=4, batch=8, checkpoint_every=2))
+    args = [str(recipe), 'run.trackers=["trackio"]', "data.train_limit=64"]
+    env = dict(plugin_env, TRACKIO_DIR=str(tmp_path / "trackio"))
+    first = run_sslcore(args, env)
+    assert first.returncode == 0, first.stderr
+    run_dir = tmp_path / "out" / "r"
+    logged = {r["step"]: r["loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())}
+    shutil.rmtree(list_checkpoints(run_dir)[-1][1])  # as if the run had died after logging step 4
+    (run_dir / "summary.json").unlink()
+    resumed = run_sslcore(args, env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "at step 2" in resumed.stdout
+
+    name = json.loads((run_dir / "trackers.json").read_text())["trackio"]
+    monkeypatch.setattr(storage, "TRACKIO_DIR", tmp_path / "trackio")  # read back what the two runs wrote
+    assert storage.SQLiteStorage.get_runs("r") == [name]  # the resumed run continued the first one
+    losses = {}
+    for record in storage.SQLiteStorage.get_logs("r", name):
+        if "loss" in record:
+            losses[record["step"]] = record["loss"]  # steps 3 and 4 logged again by the resumed run: the last wins
+    assert losses == pytest.approx(logged)
+    config = storage.SQLiteStorage.get_run_config("r", name)
+    assert config["optimizer.base_lr"] == pytest.approx(0.1) and config["method.kind"] == "pairwise"

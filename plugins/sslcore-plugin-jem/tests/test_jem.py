@@ -159,6 +159,43 @@ def test_the_padcrop_view():
     assert 0.05 < float((noisy - tensor).std()) < 0.2
 
 
+
+@pytest.mark.parametrize("options", [{}, {"flip": False, "noise": 0.0}, {"size": 24, "padding": 6, "num_views": 2}])
+def test_the_batched_padcrop_makes_the_pil_views(options):
+    """Same seeds, same views: crops reaching into the reflected padding, flips and noise, on a batch mixing image
+    sizes (each reflected at its own edges)."""
+    from PIL import Image
+
+    from sslcore.testing import pil_and_batched_views
+
+    rng = torch.Generator().manual_seed(0)
+    sides = [(32, 32)] * 10 + [(28, 36), (40, 30)]
+    images = [Image.fromarray(torch.randint(0, 256, (h, w, 3), generator=rng, dtype=torch.uint8).numpy())
+              for h, w in sides]
+    pil = build_padcrop(PadCropViewsConfig(**options))
+    reference, views, params = pil_and_batched_views(
+        pil, build_padcrop(PadCropViewsConfig(**options, pipeline="batched")), images)
+    assert len(views) == options.get("num_views", 1)
+    for ref, view in zip(reference, views, strict=True):
+        assert view.shape == ref.shape
+        torch.testing.assert_close(view, ref, rtol=0, atol=1e-6)
+    if options.get("flip", True):
+        assert 0 < int(params[:, :, 4].sum()) < params.shape[0] * params.shape[1]  # some flipped, some not
+
+
+def test_the_batched_padcrop_refuses_a_padding_it_cannot_reflect():
+    from PIL import Image
+
+    with pytest.raises(SslcoreError, match="padding 8 needs images larger than 8 px"):
+        build_padcrop(PadCropViewsConfig(size=8, padding=8, pipeline="batched"))(Image.new("RGB", (8, 8)))
+
+
+def test_jem_trains_with_batched_views_as_with_pil_views(tmp_path):
+    pil = [r["loss"] for r in _train("jem_smoke", tmp_path, run="pil") if "loss" in r]
+    batched = [r["loss"] for r in _train("jem_smoke", tmp_path, "views.pipeline=batched", run="batched")
+               if "loss" in r]
+    assert batched == pytest.approx(pil, rel=1e-4)
+
 # -- 2 processes x B = 1 process x 2B (HDGE: the queue is replicated) ----------------------------------------------
 BATCH, STEPS = 8, 3
 HDGE = {

@@ -118,15 +118,25 @@ def check_indices(indices: torch.Tensor, num_samples: int, owner: str) -> None:
     """Raise unless ``indices`` is a 1-D integer tensor of dataset indices in ``[0, num_samples)``.
 
     Call it on gathered indices, so that every rank raises together instead of leaving the others in a
-    collective.
+    collective. On an accelerator the range check is an asynchronous device assertion: it never makes the step wait,
+    and a bad index fails the next kernel launch instead of returning this error.
     """
     if indices.ndim != 1 or indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
         raise SslcoreError(
             f"{owner} expects sample indices as a 1-D integer tensor, got {tuple(indices.shape)} {indices.dtype}"
         )
-    if bool(((indices < 0) | (indices >= num_samples)).any()):
+    if indices.numel() == 0:
+        return
+    in_range = ((indices >= 0) & (indices < num_samples)).all()
+    message = f"{owner} got a sample index outside [0, {num_samples})"
+    if indices.device.type != "cpu":
+        torch._assert_async(in_range, message)  # the step never waits for the device to answer
+        return
+    try:
+        torch._assert_async(in_range, message)
+    except RuntimeError:
         bad = indices[(indices < 0) | (indices >= num_samples)][0]
-        raise SslcoreError(f"{owner} got sample index {int(bad)} outside [0, {num_samples})")
+        raise SslcoreError(f"{owner} got sample index {int(bad)} outside [0, {num_samples})") from None
 
 
 def broadcast_from_first(tensor: torch.Tensor) -> torch.Tensor:

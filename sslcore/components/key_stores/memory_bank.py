@@ -65,8 +65,10 @@ class MemoryBank(KeyStore):
         if world == 1:
             return self.bank[indices]
         owned = indices % world == rank
-        rows = torch.zeros(indices.shape[0], self.dim, dtype=self.bank.dtype, device=self.bank.device)
-        rows[owned] = self.bank[indices[owned] // world]
+        if self.bank.shape[0] == 0:  # fewer samples than processes: this rank owns none
+            rows = torch.zeros(indices.shape[0], self.dim, dtype=self.bank.dtype, device=self.bank.device)
+        else:  # fixed-size gather and mask (a boolean index would wait for the device to count the rows)
+            rows = self.bank[torch.where(owned, indices // world, 0)].masked_fill_(~owned.unsqueeze(1), 0)
         return distributed.all_reduce_sum(rows)
 
     def _gather_indices(self, indices: torch.Tensor) -> torch.Tensor:
@@ -120,14 +122,22 @@ class MemoryBank(KeyStore):
             raise SslcoreError(f"memory bank update got {features.shape[0]} features for {indices.shape[0]} indices")
         all_indices = self._gather_indices(indices)
         all_features = distributed.gather(features.detach().float())
+        if self.bank.shape[0] == 0:  # fewer samples than processes: this rank owns none
+            return
         world, rank = distributed.world_size(), distributed.rank()
         owned = all_indices % world == rank
-        rows, position = torch.unique(all_indices[owned] // world, return_inverse=True)
-        order = torch.arange(position.shape[0], device=position.device)
-        last = torch.full_like(rows, -1).scatter_reduce_(0, position, order, reduce="amax")
-        new = all_features[owned][last]
-        mixed = self.bank[rows].float().mul_(self.momentum).add_(new, alpha=1.0 - self.momentum)
-        self.bank[rows] = F.normalize(mixed, dim=1).to(self.bank.dtype)
+        rows = torch.where(owned, all_indices // world, 0)
+        mixed = self.bank[rows].float().mul_(self.momentum).add_(all_features, alpha=1.0 - self.momentum)
+        mixed = F.normalize(mixed, dim=1)
+        # Fixed-size write, so the step never waits for the device: every position writes, the ones that must not
+        # (rows of other ranks, earlier occurrences of an index) write the first real write's row and value again.
+        written = owned & _last_occurrence(all_indices)
+        first = torch.argmax(written.to(torch.uint8))  # 0 when nothing is written here
+        unchanged = self.bank[0].float()  # what row 0 keeps when this rank writes nothing
+        spare_value = torch.where(written.any(), mixed[first], unchanged)
+        target = torch.where(written, rows, torch.where(written.any(), rows[first], 0))
+        value = torch.where(written.unsqueeze(1), mixed, spare_value)
+        self.bank.index_put_((target,), value.to(self.bank.dtype))
 
     @torch.no_grad()
     def sample(self, batch: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,6 +163,14 @@ class MemoryBank(KeyStore):
             f"num_samples={self.num_samples}, dim={self.dim}, momentum={self.momentum}, "
             f"dtype={self.bank.dtype}, local_rows={self.bank.shape[0]}"
         )
+
+
+def _last_occurrence(indices: torch.Tensor) -> torch.Tensor:
+    """For each position, whether no later position holds the same index (a stable sort keeps positions in order)."""
+    ordered, permutation = torch.sort(indices, stable=True)
+    last_in_order = torch.ones_like(ordered, dtype=torch.bool)
+    last_in_order[:-1] = ordered[1:] != ordered[:-1]
+    return torch.empty_like(last_in_order).scatter_(0, permutation, last_in_order)
 
 
 def _initial_rows(num_samples: int, dim: int, rank: int, world: int, seed: int, dtype: torch.dtype) -> torch.Tensor:

@@ -8,6 +8,8 @@ sampled negatives approximating the partition function, use ``infonce`` with per
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,6 +42,11 @@ class NCELoss(nn.Module):
         self.temperature = temperature
         self.normalize = normalize
         self.register_buffer("normalizer", torch.zeros(()))
+        self._normalizer_set = False  # mirrors ``normalizer > 0`` on the host, so no step reads the device for it
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        self._normalizer_set = bool(self.normalizer > 0)  # read once, when a checkpoint is loaded
 
     def forward(self, query: torch.Tensor, keys: Keys) -> torch.Tensor:
         """``query``: the features ``(B, D)``; ``keys``: a memory bank's answer: each sample's stored entry as
@@ -65,9 +72,10 @@ class NCELoss(nn.Module):
         l_pos = (features * positive).sum(dim=1, keepdim=True)
         l_neg = features @ negatives.t() if shared else torch.einsum("bd,bmd->bm", features, negatives)
         scores = torch.exp(torch.cat([l_pos, l_neg], dim=1) / self.temperature)  # Z * P(i|v), Eq. 2
-        if not bool(self.normalizer > 0):
+        if not self._normalizer_set:
             with torch.no_grad():
                 self.normalizer.copy_(all_reduce_mean(scores.mean() * num_samples))
+            self._normalizer_set = True
         probs = scores / self.normalizer
         noise = l_neg.shape[1] / num_samples  # m * P_n(i)
         log_h_data = torch.log(probs[:, 0] / (probs[:, 0] + noise + _EPS))  # Eq. 5, positive from P_d

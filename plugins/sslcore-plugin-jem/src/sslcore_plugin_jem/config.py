@@ -82,7 +82,8 @@ class PadCropViewsConfig:
 
     ``size``: crop side; ``padding``: reflect padding before the crop; ``flip``: random horizontal flip (off for
     SVHN in the official code); ``noise``: std of the Gaussian added to the normalised image; ``mean`` / ``std``:
-    normalisation (the evaluator's ``transform`` must use the same); ``num_views``: views per image."""
+    normalisation (the evaluator's ``transform`` must use the same); ``num_views``: views per image; ``pipeline``:
+    ``"pil"`` (per image, the reference) or ``"batched"`` (per batch, docs/views.md)."""
 
     size: int = attrs.field(default=32, validator=v.gt(0))
     padding: int = attrs.field(default=4, validator=v.ge(0))
@@ -91,6 +92,7 @@ class PadCropViewsConfig:
     mean: tuple[float, ...] = HALF
     std: tuple[float, ...] = HALF
     num_views: int = attrs.field(default=1, validator=v.gt(0))
+    pipeline: Literal["pil", "batched"] = "pil"
 
 
 OodSet = Literal["interp", "uniform", "constant"]
