@@ -167,7 +167,7 @@ def plot_end_to_end(result: dict[str, Any], path: Path) -> None:
         ax.barh(range(len(names)), rates, xerr=errors, color=colours)
         ax.set_yticks(range(len(names)), [E2E_LABELS.get(c, c) for c in names], fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlabel("images per second (bars: median; whiskers: spread over repeats)")
+        ax.set_xlabel("images per second (median; whisker: spread over repeats)", fontsize=9)
         ax.set_title(f"{name}: {r['backbone']} at {r['image_size']} px, batch {r['batch_size']}, "
                      f"{r['workers']} workers", fontsize=10)
     fig.tight_layout()
