@@ -21,10 +21,10 @@ def test_a_run_with_batched_views_trains(tmp_path, plugin_env):
 
 
 def test_a_view_transform_without_a_batched_path_is_a_config_error(tmp_path, plugin_env):
-    """jem's ``padcrop`` (pad, crop, flip, noise) has no batched path: the option is unknown there."""
+    """The evaluation views (resize and centre crop, nothing random) have no batched path: the option is unknown there."""
     recipe = tmp_path / "r.toml"
     recipe.write_text(recipe_text(tmp_path / "out"))
-    result = run_sslcore([str(recipe), "views.kind=padcrop", "views.pipeline=batched"], plugin_env)
+    result = run_sslcore([str(recipe), "views.kind=eval", "views.pipeline=batched"], plugin_env)
     assert result.returncode == 2
     assert "[views.pipeline]: unknown key 'pipeline'" in result.stderr and "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
