@@ -132,10 +132,11 @@ class MemoryBank(KeyStore):
         # Fixed-size write, so the step never waits for the device: every position writes, the ones that must not
         # (rows of other ranks, earlier occurrences of an index) write the first real write's row and value again.
         written = owned & _last_occurrence(all_indices)
+        any_written = written.any()
         first = torch.argmax(written.to(torch.uint8))  # 0 when nothing is written here
-        unchanged = self.bank[0].float()  # what row 0 keeps when this rank writes nothing
-        spare_value = torch.where(written.any(), mixed[first], unchanged)
-        target = torch.where(written, rows, torch.where(written.any(), rows[first], 0))
+        spare_row = torch.where(any_written, rows[first], 0)  # row 0 keeps its value when this rank writes nothing
+        spare_value = torch.where(any_written, mixed[first], self.bank[0].float())
+        target = torch.where(written, rows, spare_row)
         value = torch.where(written.unsqueeze(1), mixed, spare_value)
         self.bank.index_put_((target,), value.to(self.bank.dtype))
 

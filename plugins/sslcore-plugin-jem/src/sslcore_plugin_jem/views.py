@@ -61,7 +61,7 @@ class BatchedPadCrop(BatchTransform):
     the noise) and so the same views for one seed; per batch, every crop is one gather from the unpadded pixels
     (a reflected index stands for the padding), then flip, normalisation and noise as tensor operations.
 
-    A parameter row is ``[width, height, top, left, flip, noise (3 x size x size)]``."""
+    A parameter row is ``[width, height, top, left, flip]``, then the noise (3 x size x size) when there is any."""
 
     def __init__(self, config: PadCropViewsConfig) -> None:
         self.config = config
@@ -79,7 +79,7 @@ class BatchedPadCrop(BatchTransform):
                 f"than {config.padding} px, got {width}x{height}",
                 where="[views]", hint='lower [views] padding or set [views] pipeline = "pil"',
             )
-        noise_size = 3 * config.size * config.size
+        noise_size = 3 * config.size * config.size if config.noise else 0
         rows = torch.zeros(config.num_views, 5 + noise_size)
         for row in rows:
             top = int(torch.randint(0, height + 2 * config.padding - config.size + 1, ()).item())
