@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 from benchmarks.common import BenchConfig, load_average, median, spread
 from benchmarks.pipeline import _rate, lightly_loader
 from sslcore.data.decoded_cache import DecodedRows, build, entry_path, fingerprint, stale_reason
+from sslcore.data.source_configs import CacheOptions
 from sslcore.data.sources import ParquetSourceConfig, build_parquet
 from sslcore.data.views import SimCLRViewsConfig, build_simclr
 from sslcore.engine.data import EpochSampler, TrainingViews
@@ -69,7 +70,7 @@ def sslcore_loader(rows: Any, pipeline: str, batch_size: int, workers: int, here
 
 def decoded_rows(rows: Any, folder: Path, workers: int) -> DecodedRows:
     """``rows`` read from a decoded-image cache entry under ``folder``, built first as the engine builds it."""
-    options = ParquetSourceConfig(train="unused", cache="decoded", cache_dir=str(folder))
+    options = CacheOptions(cache="decoded", cache_dir=str(folder))
     entry, expected = entry_path(rows, options), fingerprint(rows, options.cache_max_side)
     if stale_reason(entry, expected) is not None:
         build(rows, entry, expected, options.cache_max_side, workers)
