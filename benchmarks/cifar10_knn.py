@@ -10,7 +10,9 @@ engine reports it twice in one run: on the backbone at initialisation and after 
 on the same images and protocol is the floor any useful representation must clear. With ``--peer lightly``,
 each method that lightly offers is also trained as lightly's components assemble it, on the same data, views,
 budget, seed and initial backbone, and scored by the same kNN (``benchmarks/lightly_peer.py``); ``--seeds``
-repeats every run per seed, so a reader sees whether a difference is within seed noise.
+repeats every run per seed, so a reader sees whether a difference is within seed noise; ``--eval-every`` adds a kNN
+curve per run. ``--views batched --cache decoded`` make the same views faster (docs/views.md). Each run saves its
+result beside its run directory, and a later command with the same budget reuses it instead of training again.
 """
 
 from __future__ import annotations
@@ -23,16 +25,18 @@ import subprocess
 import sys
 import time
 import tomllib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 
+import attrs
 import torch
 from torch import nn
 
 from sslcore.data.sources import ParquetSourceConfig, build_parquet
 from sslcore.data.views import EvalViewsConfig
 from sslcore.evaluation.knn import KnnConfig, KnnEvaluator
+from sslcore.plugins import PluginHost
 
 #: Table row -> (plugin package, CIFAR-10 recipe name).
 METHODS = {
@@ -66,6 +70,9 @@ class Budget:
     temperature: float = 0.07
     seed: int = 0
     num_workers: int = 2
+    views_pipeline: str = "pil"
+    cache: str = "none"
+    eval_every: int = 0
 
     @property
     def steps_per_epoch(self) -> int:
@@ -81,17 +88,29 @@ def backbone_tables(document: dict) -> list[str]:
     return [f"backbones.{name}" for name in document.get("backbones", {})] or ["backbone"]
 
 
+def views_offer_pipelines(document: dict) -> bool:
+    """Whether the recipe's view transform can be made per batch (CPC v2's whole-image views are made per image)."""
+    entry = PluginHost().registries["transform"].get(document["views"]["kind"])
+    return "pipeline" in attrs.fields_dict(entry.config)
+
+
 def budget_overrides(document: dict, budget: Budget, output_dir: Path) -> list[str]:
     """``table.key=value`` overrides that put a method's recipe on the shared budget (every encoder alike)."""
     data = Path(budget.data_dir).resolve()
     overrides = [
         f'run.output_dir="{output_dir}"', f"run.epochs={budget.epochs}", f"run.batch_size={budget.batch_size}",
         f"run.seed={budget.seed}", f"run.num_workers={budget.num_workers}", "run.progress=false",
-        "run.eval_every=0", "run.checkpoint_every=0", 'run.mixed_precision="no"',
+        f"run.eval_every={budget.eval_every}", "run.checkpoint_every=0", 'run.mixed_precision="no"',
+        'run.resume="never"',  # a finished run's result is reused whole (benchmark-result.json), never resumed
         'data.kind="parquet"', f'data.train="{data / "train.parquet"}"', f'data.test="{data / "test.parquet"}"',
         f"data.train_limit={budget.train_limit}", f"data.test_limit={budget.test_limit}",
         f"eval.k={budget.k}", f"eval.temperature={budget.temperature}", f"eval.num_workers={budget.num_workers}",
+        f'data.cache="{budget.cache}"',
     ]
+    if budget.views_pipeline != "pil" and views_offer_pipelines(document):
+        overrides.append(f'views.pipeline="{budget.views_pipeline}"')
+    if budget.cache != "none":  # one decoded copy of the rows, shared by every run of the table
+        overrides.append(f'data.cache_dir="{output_dir.parent / "decoded"}"')
     for table in backbone_tables(document):
         overrides += [f'{table}.name="{budget.backbone}"', f"{table}.cifar_stem={str(budget.cifar_stem).lower()}"]
     if document.get("schedule", {}).get("warmup_epochs", 0) > 0:
@@ -102,9 +121,28 @@ def budget_overrides(document: dict, budget: Budget, output_dir: Path) -> list[s
     return overrides
 
 
+def reusable(result: Path, budget: Budget) -> dict | None:
+    """The summary saved at ``result`` by an earlier run of the same budget, or None."""
+    if not result.is_file():
+        return None
+    saved = json.loads(result.read_text())
+    defaults = {field.name: field.default for field in fields(Budget) if field.default is not MISSING}
+    # a field the saved budget lacks was added later and had its default then
+    return saved["summary"] if {**defaults, **saved.get("budget", {})} == asdict(budget) else None
+
+
+def save(result: Path, budget: Budget, summary: dict) -> dict:
+    result.parent.mkdir(parents=True, exist_ok=True)
+    result.write_text(json.dumps({"budget": asdict(budget), "summary": summary}, indent=2))
+    return summary
+
+
 def train_method(name: str, budget: Budget, runs_dir: Path) -> dict:
     """Train one method on the budget in a fresh process; its summary.json (kNN before and after)."""
     package, recipe = METHODS[name]
+    result = runs_dir / recipe / "benchmark-result.json"
+    if (summary := reusable(result, budget)) is not None:
+        return summary
     document = recipe_document(package, recipe)
     overrides = budget_overrides(document, budget, runs_dir)
     started = time.perf_counter()
@@ -114,8 +152,9 @@ def train_method(name: str, budget: Budget, runs_dir: Path) -> dict:
         raise RuntimeError(f"{name} ({recipe}) failed:\n{done.stderr[-3000:]}")
     summary = json.loads((runs_dir / recipe / "summary.json").read_text())
     summary["recipe"], summary["command_seconds"] = recipe, time.perf_counter() - started
+    summary["knn_curve"] = knn_curve(runs_dir / recipe / "metrics.jsonl")
     summary["zero_init_last"] = zero_init_last(document)
-    return summary
+    return save(result, budget, summary)
 
 
 def train_peer(name: str, budget: Budget, runs_dir: Path) -> dict | None:
@@ -125,11 +164,20 @@ def train_peer(name: str, budget: Budget, runs_dir: Path) -> dict | None:
     if name not in LIGHTLY_METHODS:
         return None
     package, recipe = METHODS[name]
+    result = runs_dir / recipe / "benchmark-result.json"
+    if (summary := reusable(result, budget)) is not None:
+        return summary
     overrides = budget_overrides(recipe_document(package, recipe), budget, runs_dir)
     started = time.perf_counter()
-    summary = train_lightly(name, recipe, [*overrides, 'run.resume="never"'], cifar_stem=budget.cifar_stem)
+    summary = train_lightly(name, recipe, overrides, cifar_stem=budget.cifar_stem)
     summary["command_seconds"] = time.perf_counter() - started
-    return summary
+    return save(result, budget, summary)
+
+
+def knn_curve(metrics: Path) -> list[list[float]]:
+    """``[step, kNN top-1]`` of every evaluation an engine run logged, its initialisation's at step 0."""
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    return [[record["step"], record["knn_top1"]] for record in records if "knn_top1" in record]
 
 
 def zero_init_last(document: dict) -> bool:
@@ -158,7 +206,8 @@ def markdown(budget: Budget, pixels: float, rows: dict[str, list[dict]], command
         "",
         f"Budget for every method: {budget.backbone} ({'CIFAR' if budget.cifar_stem else 'ImageNet'} stem) at "
         f"32 px, {budget.epochs} epochs over the first {budget.train_limit} training images, global batch "
-        f"{budget.batch_size}, the seeds of the seed column, warm-up a tenth of the budget; everything else as in the "
+        f"{budget.batch_size}, the seeds of the seed column, warm-up a tenth of the budget, the "
+        f"{budget.views_pipeline} view pipeline; everything else as in the "
         "method's CIFAR-10 recipe. kNN: weighted, k = "
         f"{budget.k}, T = {budget.temperature}, memory = the same {budget.train_limit} training images, queries = "
         f"the first {budget.test_limit} test images. \"Init\" is the same backbone at its random initialisation, "
@@ -182,7 +231,9 @@ def markdown(budget: Budget, pixels: float, rows: dict[str, list[dict]], command
             "schedule) on sslcore's loader (the same rows, views and order), from the same initial backbone (\"init\" "
             "is shared), scored by the same kNN; \"-\": lightly has no such method. Final losses are on each "
             "implementation's own scale: sslcore's SimCLR loss is the official code's `loss_a + loss_b`, twice "
-            "lightly's `NTXentLoss`.",
+            "lightly's `NTXentLoss`. Where lightly's examples differ from a recipe, the lightly column keeps lightly's "
+            "way: its MoCo example has no shuffled BatchNorm (`moco_cifar10` shuffles in groups of 64, as the "
+            "MoCo CIFAR-10 demo's split BatchNorm).",
             "",
         ] if peer else []),
         f"Raw pixels (flattened 32x32x3, same kNN): **{pixels:.2f}%**",
@@ -203,7 +254,30 @@ def markdown(budget: Budget, pixels: float, rows: dict[str, list[dict]], command
                 line += (f" {other['knn_top1']:.2f} | {other['knn_top1'] - other['knn_top1_init']:+.2f} | "
                          f"{other['final_loss']:.3f} |" if other else " - | - | - |")
             lines.append(line)
+    if peer:
+        lines += seed_summary(rows)
     return "\n".join(lines) + "\n"
+
+
+def seed_summary(rows: dict[str, list[dict]]) -> list[str]:
+    """Per method with a lightly column: both implementations' kNN after, as the mean and the range over seeds, and
+    the difference of the means, so a reader can set it against the seed-to-seed spread."""
+    lines = [
+        "",
+        "Over the seeds (kNN top-1 after; range: the largest minus the smallest seed):",
+        "",
+        "| method | seeds | sslcore: mean | sslcore: range | lightly: mean | lightly: range | sslcore - lightly |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, runs in rows.items():
+        if not all(run.get("lightly") for run in runs):
+            continue
+        ours = [run["sslcore"]["knn_top1"] for run in runs]
+        theirs = [run["lightly"]["knn_top1"] for run in runs]
+        mean_ours, mean_theirs = sum(ours) / len(ours), sum(theirs) / len(theirs)
+        lines.append(f"| {name} (over seeds) | {len(runs)} | {mean_ours:.2f} | {max(ours) - min(ours):.2f} | "
+                     f"{mean_theirs:.2f} | {max(theirs) - min(theirs):.2f} | {mean_ours - mean_theirs:+.2f} |")
+    return lines
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -217,9 +291,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=Budget.batch_size)
     parser.add_argument("--k", type=int, default=Budget.k, help="kNN neighbours")
     parser.add_argument("--temperature", type=float, default=Budget.temperature, help="kNN vote temperature")
+    parser.add_argument("--cifar-stem", action="store_true", help="every backbone with the CIFAR stem")
+    parser.add_argument("--views", choices=["pil", "batched"], default=Budget.views_pipeline,
+                        help="the view pipeline of every run (both make the same views: docs/views.md)")
+    parser.add_argument("--cache", choices=["none", "decoded"], default=Budget.cache,
+                        help="decode the training rows once into a file shared by every run")
+    parser.add_argument("--eval-every", type=int, default=Budget.eval_every,
+                        help="also score kNN every this many steps (both implementations): a curve per run")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds; every run is repeated per seed")
     parser.add_argument("--peer", choices=["lightly"], help="also train lightly's implementation of each method")
-    parser.add_argument("--runs-dir", default="runs/cifar10_knn")
+    parser.add_argument("--runs-dir", default="runs/cifar10_knn",
+                        help="where each run writes; a run whose result there has the same budget is not repeated")
     parser.add_argument("--json", help="write the budget and every summary here")
     parser.add_argument("--markdown", help="write the table here")
     return parser.parse_args(argv)
@@ -240,7 +322,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.peer == "lightly" and importlib.util.find_spec("lightly") is None:
         sys.exit("error: --peer lightly needs lightly: pip install '.[bench]'")
     budget = Budget(data_dir=args.data_dir, epochs=args.epochs, train_limit=args.train_limit,
-                    test_limit=args.test_limit, batch_size=args.batch_size, k=args.k, temperature=args.temperature)
+                    test_limit=args.test_limit, batch_size=args.batch_size, k=args.k, temperature=args.temperature,
+                    cifar_stem=args.cifar_stem, views_pipeline=args.views, cache=args.cache,
+                    eval_every=args.eval_every)
     pixels = raw_pixel_knn(budget)
     print(f"raw pixels: kNN top-1 {pixels:.2f}%", flush=True)
     rows: dict[str, list[dict]] = {name: [] for name in methods}

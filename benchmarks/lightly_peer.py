@@ -69,8 +69,8 @@ def train_lightly(row: str, recipe_name: str, overrides: list[str], *, cifar_ste
     model = with_lightly.IMPLEMENTATIONS[LIGHTLY_METHODS[row]](recipe, config, first, trainer.total_steps,
                                                                 trainer.steps_per_epoch)
     _copy_initial_backbone(model, trainer)
-    initial = _knn(trainer, model.backbone)
-    started, loss = time.perf_counter(), torch.tensor(float("nan"))
+    curve, every = [[0, _knn(trainer, model.backbone)]], run.evaluation_interval(trainer.total_steps)
+    started, evaluating, loss = time.perf_counter(), 0.0, torch.tensor(float("nan"))
     model.train()
     for epoch in range(-(-trainer.total_steps // trainer.steps_per_epoch)):
         trainer.loader.set_epoch(epoch)
@@ -78,8 +78,13 @@ def train_lightly(row: str, recipe_name: str, overrides: list[str], *, cifar_ste
             if model.step_index == trainer.total_steps:
                 break
             loss = model.step([view.to(device) for view in batch["views"]])
-    seconds = time.perf_counter() - started
-    return {"knn_top1_init": initial, "knn_top1": _knn(trainer, model.backbone), "final_loss": float(loss),
+            if every and model.step_index % every == 0 and model.step_index < trainer.total_steps:
+                began = time.perf_counter()  # the engine's monitor: every eval_every steps, and after the last
+                curve.append([model.step_index, _knn(trainer, model.backbone)])
+                evaluating += time.perf_counter() - began
+    seconds = time.perf_counter() - started - evaluating
+    curve.append([model.step_index, _knn(trainer, model.backbone)])
+    return {"knn_top1_init": curve[0][1], "knn_top1": curve[-1][1], "knn_curve": curve, "final_loss": float(loss),
             "steps": model.step_index, "train_seconds": seconds,
             "images_per_second": model.step_index * run.batch_size / seconds}
 

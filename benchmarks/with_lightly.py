@@ -122,14 +122,18 @@ class LightlyModel(nn.Module, abc.ABC):
 
 
 class MoCoV2(LightlyModel):
-    """lightly ``examples/pytorch/moco.py``: momentum update, query, key, ``NTXentLoss`` with a memory bank."""
+    """lightly ``examples/pytorch/moco.py``: momentum update, query, key, ``NTXentLoss`` with a memory bank. Like
+    that example, no shuffled BatchNorm (the recipes' ``shuffle_bn``)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         projector = self.head("projector")
         self.backbone = self.config.prepare(timm_backbone(self.config))
-        self.projection_head = self.config.prepare(
-            MoCoProjectionHead(self.width, projector.hidden_dim, projector.out_dim))
+        if projector.num_layers == 1:  # MoCo v1 and the MoCo CIFAR-10 demo: the ResNet's fc, one linear layer
+            head = ProjectionHead([(self.width, projector.out_dim, None, None)])
+        else:
+            head = MoCoProjectionHead(self.width, projector.hidden_dim, projector.out_dim, projector.num_layers)
+        self.projection_head = self.config.prepare(head)
         self.backbone_momentum = momentum_copy(self.backbone)
         self.projection_head_momentum = momentum_copy(self.projection_head)
         self.criterion = NTXentLoss(

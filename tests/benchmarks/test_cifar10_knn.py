@@ -7,12 +7,23 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from benchmarks.cifar10_knn import METHODS, Budget, backbone_tables, budget_overrides, recipe_document, zero_init_last
+from benchmarks.cifar10_knn import (
+    METHODS,
+    Budget,
+    backbone_tables,
+    budget_overrides,
+    recipe_document,
+    reusable,
+    save,
+    train_method,
+    zero_init_last,
+)
 from sslcore.plugins import PluginHost
 from sslcore.recipe import resolve
 
@@ -42,6 +53,37 @@ def test_budget_overrides_give_every_method_the_same_budget(name, host, tmp_path
     assert recipe.schedule.warmup_epochs in (0.0, 0.3)
     if name == "SwAV":
         assert recipe.components["method"].config.freeze_prototypes_niters == 20
+
+
+@pytest.mark.parametrize("name", ["SimCLR", "DINO", "CMC", "CPC v2"])
+def test_budget_can_choose_the_view_pipeline_and_the_decoded_cache(name, host, tmp_path) -> None:
+    package, recipe_name = METHODS[name]
+    budget = Budget(data_dir=str(CIFAR), views_pipeline="batched", cache="decoded")
+    recipe = resolve(recipe_name, host, budget_overrides(recipe_document(package, recipe_name), budget,
+                                                         tmp_path / "seed0"))
+    # CPC v2's views are whole images, made per image; it augments each patch in its step
+    expected = "pil" if name == "CPC v2" else "batched"
+    assert getattr(recipe.components["views"].config, "pipeline", "pil") == expected
+    data = recipe.components["data"].config
+    assert (data.cache, data.cache_dir) == ("decoded", str(tmp_path / "decoded"))
+    default = resolve(recipe_name, host, budget_overrides(recipe_document(package, recipe_name),
+                                                          Budget(data_dir=str(CIFAR)), tmp_path))
+    assert getattr(default.components["views"].config, "pipeline", "pil") == "pil"
+    assert default.components["data"].config.cache == "none"
+
+
+def test_a_run_with_a_saved_result_of_the_same_budget_is_not_repeated(tmp_path) -> None:
+    budget = Budget(data_dir=str(CIFAR), epochs=3)
+    summary = {"knn_top1": 40.0, "knn_top1_init": 20.0, "final_loss": 1.0, "recipe": "simclr_cifar10"}
+    save(tmp_path / "simclr_cifar10" / "benchmark-result.json", budget, summary)
+    assert train_method("SimCLR", budget, tmp_path) == summary  # returned without training
+    assert reusable(tmp_path / "simclr_cifar10" / "benchmark-result.json", Budget(data_dir=str(CIFAR))) is None
+    assert reusable(tmp_path / "missing.json", budget) is None
+    older = json.loads((tmp_path / "simclr_cifar10" / "benchmark-result.json").read_text())
+    del older["budget"]["eval_every"]  # saved before the budget had this field: it had its default
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    assert reusable(tmp_path / "older.json", budget) == summary
+    assert reusable(tmp_path / "older.json", replace(budget, eval_every=10)) is None
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -97,5 +139,12 @@ def test_lightly_peer_trains_on_the_same_budget_from_the_same_initial_backbone(t
         assert ours["steps"] == theirs["steps"] == 2
         assert theirs["knn_top1_init"] == ours["knn_top1_init"]  # the same initial backbone, data and kNN
         assert math.isfinite(theirs["final_loss"]) and 0.0 <= theirs["knn_top1"] <= 100.0
-    rows = [line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| BYOL")]
+    rows = [line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| BYOL |")]
     assert len(rows) == 2 and all(row.count("|") == 12 for row in rows)
+    over_seeds = [line for line in (tmp_path / "table.md").read_text().splitlines()
+                  if line.startswith("| BYOL (over seeds) |")]
+    cells = [cell.strip() for cell in over_seeds[0].split("|")[2:-1]]
+    ours, theirs = [run["sslcore"]["knn_top1"] for run in runs], [run["lightly"]["knn_top1"] for run in runs]
+    expected = [sum(ours) / 2, max(ours) - min(ours), sum(theirs) / 2, max(theirs) - min(theirs),
+                (sum(ours) - sum(theirs)) / 2]
+    assert cells[0] == "2" and [float(cell) for cell in cells[1:]] == pytest.approx(expected, abs=0.006)
