@@ -105,12 +105,10 @@ def budget_overrides(document: dict, budget: Budget, output_dir: Path) -> list[s
         'data.kind="parquet"', f'data.train="{data / "train.parquet"}"', f'data.test="{data / "test.parquet"}"',
         f"data.train_limit={budget.train_limit}", f"data.test_limit={budget.test_limit}",
         f"eval.k={budget.k}", f"eval.temperature={budget.temperature}", f"eval.num_workers={budget.num_workers}",
-        f'data.cache="{budget.cache}"',
+        f'data.cache="{budget.cache}"',  # in the default cache folder: one decoded copy for every run and seed
     ]
     if budget.views_pipeline != "pil" and views_offer_pipelines(document):
         overrides.append(f'views.pipeline="{budget.views_pipeline}"')
-    if budget.cache != "none":  # one decoded copy of the rows, shared by every run of the table
-        overrides.append(f'data.cache_dir="{output_dir.parent / "decoded"}"')
     for table in backbone_tables(document):
         overrides += [f'{table}.name="{budget.backbone}"', f"{table}.cifar_stem={str(budget.cifar_stem).lower()}"]
     if document.get("schedule", {}).get("warmup_epochs", 0) > 0:
