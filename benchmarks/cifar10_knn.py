@@ -136,7 +136,8 @@ def save(result: Path, budget: Budget, summary: dict) -> dict:
 
 
 def train_method(name: str, budget: Budget, runs_dir: Path) -> dict:
-    """Train one method on the budget in a fresh process; its summary.json (kNN before and after)."""
+    """Train one method on the budget in a fresh process, or reuse its saved result of the same budget; its
+    summary.json (kNN before and after) with the recipe, the command's time and the kNN curve."""
     package, recipe = METHODS[name]
     result = runs_dir / recipe / "benchmark-result.json"
     if (summary := reusable(result, budget)) is not None:
@@ -156,7 +157,8 @@ def train_method(name: str, budget: Budget, runs_dir: Path) -> dict:
 
 
 def train_peer(name: str, budget: Budget, runs_dir: Path) -> dict | None:
-    """lightly's implementation of row ``name`` on the same budget, or None where lightly has none."""
+    """lightly's implementation of row ``name`` on the same budget (or its saved result), or None where lightly has
+    none."""
     from benchmarks.lightly_peer import LIGHTLY_METHODS, train_lightly
 
     if name not in LIGHTLY_METHODS:
